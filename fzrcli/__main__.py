@@ -1,0 +1,3 @@
+from fzrcli.cli import main
+
+main()
