@@ -1,0 +1,82 @@
+"""The ``fzr`` command line: options in, one call per command, exit code out."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from fzrcli import output
+from fzrcli.errors import FzrError
+
+app = typer.Typer(
+    help="Turn approved DingTalk co-owner requests into XBB CRM owners.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def main_options(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True,
+                                help="More detail on stderr (-vv for HTTP detail)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                               help="Only errors on stderr."),
+) -> None:
+    """Turn approved DingTalk co-owner requests into XBB CRM owners.
+
+    Settings come from a TOML file (FZR_CONFIG, default ~/.config/fzr/config.toml) and
+    FZR_* environment variables, which win. See the README for the table.
+    """
+    output.setup_logging(verbose, quiet)
+
+
+@app.command()
+def sync(
+    since: Optional[str] = typer.Option(
+        None, help="Re-scan requests created since: today, yesterday, 2d, "
+        "6h or YYYY-MM-DD (finished work is not redone)."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Show the CRM writes a pass would make; make none."),
+    resume_writes: bool = typer.Option(
+        False, "--resume-writes",
+        help="Lift the halt on CRM writes after owners vanished (check them first)."),
+) -> None:
+    """Run one pass: find approved requests, add the owners, comment, record.
+
+    Prints nothing when there was nothing to do, otherwise one summary line.
+    Exit codes: 0 done, 1 the pass hit a problem (stderr says which), 2 bad
+    settings or options, 3 another pass is running.
+    """
+    from fzrcli import commands
+
+    raise typer.Exit(commands.sync(since, dry_run, resume_writes))
+
+
+@app.command()
+def fetch(
+    since: Optional[str] = typer.Option(
+        None, help="Re-scan requests created since: today, yesterday, 2d or YYYY-MM-DD."),
+) -> None:
+    """Pull approval requests into the local store and list the pending CRM work.
+
+    Makes no CRM writes and posts no comments.
+    """
+    from fzrcli import commands
+
+    raise typer.Exit(commands.sync(since, dry_run=True, resume_writes=False,
+                                   fetch_only=True))
+
+
+def main() -> None:
+    try:
+        app()
+    except FzrError as error:
+        output.warn(str(error))
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        output.warn("interrupted; what was committed stays, the next pass resumes")
+        sys.exit(130)

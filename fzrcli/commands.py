@@ -1,0 +1,145 @@
+"""One function per command: load settings, open the store, run, record, print.
+
+``cli.py`` parses options and calls these; they return the process exit code and raise
+``FzrError`` for anything the operator must read (the CLI prints it, no traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from contextlib import contextmanager
+from typing import Iterator
+
+from fzrcli import output
+from fzrcli.config import DINGTALK, XBB, Settings, load_settings
+from fzrcli.errors import FzrError, UsageError
+from fzrcli.store import NEEDS_HUMAN, Store
+from fzrcli.timeutil import parse_since
+from fzrcli.transport import CallLog
+
+log = logging.getLogger(__name__)
+
+STATUS_WORDS = {
+    "assigned": "assigned", "already_owner": "already owner", "not_found": "not found",
+    "ambiguous": "ambiguous", "unverified": "unverified", "failed": "failed",
+    "pending": "pending", "writing": "being written",
+}
+
+
+def settings_for(*needs: str) -> Settings:
+    settings = load_settings(frozenset(needs))
+    output.mask_secrets(settings.secrets())
+    return settings
+
+
+@contextmanager
+def recorded_run(store: Store, command: str, calls: CallLog) -> Iterator[dict]:
+    """Record a run (start, end, calls per service, exit status) whatever happens."""
+    run_id = store.start_run(command)
+    outcome = {"exit": 0, "message": ""}
+    try:
+        yield outcome
+    except FzrError as error:
+        outcome["exit"], outcome["message"] = error.exit_code, str(error)
+        raise
+    except BaseException as error:
+        outcome["exit"], outcome["message"] = 1, f"crashed: {type(error).__name__}"
+        raise
+    finally:
+        store.finish_run(run_id, outcome["exit"], call_totals(calls), outcome["message"])
+
+
+def call_totals(calls: CallLog) -> dict:
+    writes = sum(n for (svc, api), n in calls.counts.items()
+                 if svc == "xbb" and api == "customer.distribution")
+    return {
+        "dingtalk_calls": calls.total("dingtalk"), "dingtalk_metered": calls.metered,
+        "xbb_calls": calls.total("xbb"), "xbb_writes": writes, "by_api": calls.by_api(),
+    }
+
+
+def sync(since: str | None, dry_run: bool, resume_writes: bool,
+         fetch_only: bool = False) -> int:
+    from fzrcli.sync import run_pass
+
+    settings = settings_for(DINGTALK, XBB)
+    since_ms = _since(since, settings)
+    store = Store(settings.db_path)
+    try:
+        store.acquire_pass_lock()
+        calls = CallLog()
+        command = "fetch" if fetch_only else ("sync --dry-run" if dry_run else "sync")
+        with recorded_run(store, command, calls) as outcome:
+            report = run_pass(settings, store, calls, since_ms=since_ms,
+                              dry_run=dry_run, fetch_only=fetch_only,
+                              resume=resume_writes)
+            outcome["exit"] = report.exit_code
+            outcome["message"] = "; ".join(report.problems)
+        _print_pass(report, calls, fetch_only)
+        if fetch_only:
+            _print_pending_work(store)
+        return report.exit_code
+    finally:
+        store.close()
+
+
+def _since(text: str | None, settings: Settings) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_since(text, settings.zone)
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from None
+
+
+def _print_pass(report, calls: CallLog, fetch_only: bool) -> None:
+    for problem in report.problems:
+        output.warn(problem)
+    if report.planned:
+        output.table("would write (dry run)", ["request", "customer", "dataId",
+                                               "new owner", "owners now"],
+                     [[w.item.instance_id, w.item.customer, str(w.customer.data_id),
+                       w.item.new_owner_id, ", ".join(w.customer.owners)]
+                      for w in report.planned])
+    if report.quiet():
+        return
+    output.say(summary_line(report, calls))
+
+
+def summary_line(report, calls: CallLog) -> str:
+    parts = []
+    if report.fetched:
+        decided = ", ".join(f"{n} {state}" for state, n in sorted(report.decided.items()))
+        parts.append(f"{report.fetched} request(s) fetched ({decided or 'still open'})")
+    if report.items:
+        parts.append(", ".join(f"{n} {STATUS_WORDS.get(s, s)}"
+                               for s, n in sorted(report.items.items())))
+    human = sum(report.items[s] for s in NEEDS_HUMAN)
+    if human:
+        parts.append(f"{human} need a human (fzr report)")
+    if report.planned:
+        parts.append(f"{len(report.planned)} write(s) planned, none made")
+    if report.comments:
+        parts.append(f"{report.comments} comment(s) posted")
+    parts.append(f"{calls.metered} metered DingTalk call(s), "
+                 f"{calls.total('xbb')} CRM call(s)")
+    return "sync: " + "; ".join(parts)
+
+
+def _print_pending_work(store: Store) -> None:
+    rows = store.db.execute(
+        "SELECT r.business_id, r.instance_id, i.customer, i.new_owner_id, i.status "
+        "FROM items i JOIN requests r USING (instance_id) "
+        "WHERE i.status IN ('pending', 'writing') ORDER BY i.id"
+    ).fetchall()
+    if not rows:
+        return
+    output.table("pending work", ["request", "customer", "new owner", "status"],
+                 [[row["business_id"] or row["instance_id"], row["customer"],
+                   row["new_owner_id"], STATUS_WORDS[row["status"]]] for row in rows])
+
+
+def status_counts(store: Store) -> Counter:
+    rows = store.db.execute("SELECT status, COUNT(*) AS n FROM items GROUP BY status")
+    return Counter({row["status"]: row["n"] for row in rows})
