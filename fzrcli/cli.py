@@ -71,6 +71,54 @@ def fetch(
                                    fetch_only=True))
 
 
+@app.command()
+def assign(
+    customer: Optional[str] = typer.Option(None, "--customer",
+                                           help="Customer name as in the CRM."),
+    data_id: Optional[int] = typer.Option(None, "--id", help="Customer dataId."),
+    user: str = typer.Option(..., "--user", help="User id of the owner to add."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the write; make none."),
+) -> None:
+    """Add one owner to one customer by hand (no current-owner check).
+
+    Refuses a name that matches no customer or several (listing them; use --id).
+    The write is read back like in sync and recorded in the history as manual.
+    Exit codes: 0 added or already an owner, 1 failed, 2 bad options,
+    3 a sync pass is running, 4 refused (not found, ambiguous, inactive user).
+    """
+    from fzrcli import commands
+
+    raise typer.Exit(commands.assign(customer, data_id, user, dry_run))
+
+
+@app.command()
+def demo(
+    keep: bool = typer.Option(False, "--keep", help="Keep the demo's state file."),
+) -> None:
+    """Show fzr working end to end against a local sandbox; needs no credentials.
+
+    Starts the bundled emulator of DingTalk and the CRM on 127.0.0.1, runs real
+    passes with a temporary state file and prints what happened.
+    """
+    from fzrcli.demo import run_demo
+
+    raise typer.Exit(run_demo(keep))
+
+
+@app.command()
+def sandbox(
+    scenario: str = typer.Option("demo", help="Bundled scenario name or a JSON file."),
+    port: int = typer.Option(0, help="Port on 127.0.0.1 (0 picks a free one)."),
+) -> None:
+    """Run the local DingTalk/CRM emulator in the foreground for trying fzr by hand.
+
+    Prints export lines that point fzr at it; stop it with Ctrl-C.
+    """
+    from fzrcli.sandbox import load_scenario, serve
+
+    serve(load_scenario(scenario), port=port)
+
+
 def main() -> None:
     try:
         app()

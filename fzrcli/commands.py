@@ -143,3 +143,87 @@ def _print_pending_work(store: Store) -> None:
 def status_counts(store: Store) -> Counter:
     rows = store.db.execute("SELECT status, COUNT(*) AS n FROM items GROUP BY status")
     return Counter({row["status"]: row["n"] for row in rows})
+
+
+def assign(customer: str | None, data_id: int | None, user: str, dry_run: bool) -> int:
+    """Add one owner to one customer by hand, with the same post-write check as sync."""
+    from fzrcli.forms import clean_name, name_key
+    from fzrcli.owners import OwnerWork
+    from fzrcli.transport import Budget
+    from fzrcli.xbb import Xbb
+
+    if (customer is None) == (data_id is None):
+        raise UsageError("give exactly one of --customer NAME or --id DATAID")
+    user = user.strip()
+    if not user:
+        raise UsageError("--user must be a CRM user id")
+    settings = settings_for(XBB)
+    store = Store(settings.db_path)
+    calls = CallLog()
+    try:
+        store.acquire_pass_lock()
+        with recorded_run(store, "assign", calls) as outcome:
+            xbb = Xbb(settings, calls, Budget(settings.pass_timeout))
+            target = _resolve_one(xbb, customer, data_id)
+            if user not in xbb.active_users([user]):
+                raise Refused(f"{user} is not an active CRM user (resigned or not set up)")
+            if dry_run:
+                output.say(_assign_plan(target, user))
+                return 0
+            label = f"fzr assign {user} → {target.name} (dataId {target.data_id})"
+            instance_id = store.create_manual_request(label)
+            store.add_items(instance_id, [target.name], [user], manual=True)
+            work = OwnerWork(store, xbb)
+            work.run(store.items_of(instance_id), None,
+                     resolved={name_key(clean_name(target.name)): [target]})
+            item = store.items_of(instance_id)[0]
+            outcome["exit"] = 0 if item.status in ("assigned", "already_owner") else 1
+            outcome["message"] = f"{item.status}: {item.reason}"
+            with store.transaction():
+                store.set_request_state(instance_id, "done")
+            output.say(f"{STATUS_WORDS.get(item.status, item.status)}: {target.name} "
+                       f"(dataId {target.data_id}), {user} — {item.reason}")
+            return outcome["exit"]
+    finally:
+        store.close()
+
+
+class Refused(FzrError):
+    """``assign`` would not act: the customer or user does not resolve cleanly."""
+
+    exit_code = 4
+
+
+def _resolve_one(xbb, customer: str | None, data_id: int | None):
+    from fzrcli.errors import Failure, ServiceError
+    from fzrcli.forms import clean_name, name_key
+
+    if data_id is not None:
+        try:
+            return xbb.customer_detail(data_id)
+        except ServiceError as error:
+            if error.kind is Failure.PERMANENT:
+                raise Refused(f"no customer with dataId {data_id}: {error.detail}")
+            raise
+    name = clean_name(customer or "")
+    if not name:
+        raise UsageError("--customer is empty after removing spaces")
+    matches = xbb.find_customers([name]).get(name_key(name), [])
+    if not matches:
+        near = xbb.suggest(name)
+        hint = f"; closest: {', '.join(near)}" if near else ""
+        raise Refused(f"no CRM customer is named {name!r}{hint}")
+    if len(matches) > 1:
+        listed = "; ".join(f"dataId {c.data_id} {c.name} (owners: "
+                           f"{', '.join(c.owners) or 'none, public pool'})"
+                           for c in matches)
+        raise Refused(f"{len(matches)} customers are named {name!r}: {listed}. "
+                      "Pick one with --id DATAID")
+    return matches[0]
+
+
+def _assign_plan(target, user: str) -> str:
+    if user in target.owners:
+        return f"dry run: {user} already owns {target.name} (dataId {target.data_id})"
+    return (f"dry run: would add {user} to {target.name} (dataId {target.data_id}); "
+            f"owners now: {', '.join(target.owners) or 'none (public pool)'}")

@@ -175,10 +175,12 @@ class Settings:
         return [str(self.values[s.name]) for s in SETTINGS if s.secret and self.values.get(s.name)]
 
 
-def load_settings(needs: frozenset[str] = frozenset(), env=None) -> Settings:
+def load_settings(needs: frozenset[str] = frozenset(), env=None,
+                  use_file: bool = True) -> Settings:
     """Read, merge and validate settings; ConfigError lists every problem at once."""
     env = os.environ if env is None else env
-    config_path, file_values, problems = _read_config_file(env)
+    config_path, file_values, problems = (
+        _read_config_file(env) if use_file else (None, {}, []))
     values: dict[str, Any] = {}
 
     for setting in SETTINGS:

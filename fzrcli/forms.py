@@ -260,7 +260,8 @@ def _is_empty(value: object) -> bool:
 
 
 def _check_type(entry: dict, spec: str, field: str, allowed: tuple[str, ...]) -> None:
-    # Old instances may lack componentType; the id or label already matched.
+    # componentType is tolerated when absent: the API omits keys it has no value for,
+    # and the id or label match is then the evidence there is.
     component_type = entry.get("componentType")
     if component_type in (None, "") or component_type in allowed:
         return

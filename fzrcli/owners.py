@@ -47,14 +47,16 @@ class OwnerWork:
         self.dry_run = dry_run
         self.result = OwnerResult()
 
-    def run(self, items: list[Item], claims: dict[str, set[str]] | None) -> OwnerResult:
+    def run(self, items: list[Item], claims: dict[str, set[str]] | None,
+            resolved: dict[str, list[Customer]] | None = None) -> OwnerResult:
         """Resolve, check and write every item; ``claims`` None skips the ownership
-        check (manual assignment by an admin)."""
+        check (manual assignment by an admin), ``resolved`` skips the name lookup."""
         if not items:
             return self.result
         try:
             items = self._drop_inactive_owners(items)
-            customers = self.xbb.find_customers(sorted({i.customer for i in items}))
+            customers = resolved if resolved is not None else self.xbb.find_customers(
+                sorted({i.customer for i in items}))
             planned = [p for i in items if (p := self._decide(i, customers, claims))]
             self._write_all(planned)
         except ServiceError as error:
