@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 GROUP_SIZE = 50  # customers per distribution call; XBB's cap is unknown
 MAX_ATTEMPTS = 5
 HALT_KEY = "writes_halted"
+APPENDS_KEY = "distribution_appends"  # seen adding an owner while keeping the others
 
 
 @dataclass
@@ -116,7 +117,10 @@ class OwnerWork:
         if customer is None:
             customer = self.xbb.customer_detail(item.data_id)
         if item.new_owner_id in customer.owners:
-            self._judge_write(item, customer, None)
+            halts = self._judge_write(item, customer, None)
+            if halts:
+                halt_writes(self.store, halts[0])
+                raise WritesHalted(f"CRM writes halted: {halts[0]}")
             return None
         return PlannedWrite(item, customer)
 
@@ -153,10 +157,15 @@ class OwnerWork:
             key = (write.item.new_owner_id, write.customer.sub_business_type)
             groups[key].append(write)
         for (owner, sub_type), writes in groups.items():
-            for start in range(0, len(writes), GROUP_SIZE):
-                self._write_group(owner, sub_type, writes[start:start + GROUP_SIZE])
+            while writes:
+                size = GROUP_SIZE if self.store.get_state(APPENDS_KEY) else 1
+                self._write_group(owner, sub_type, writes[:size])
+                writes = writes[size:]
 
     def _write_group(self, owner: str, sub_type: int, writes: list[PlannedWrite]):
+        """Write one group and judge every customer in it. Until this tenant has been
+        seen to append owners, groups hold one customer, so if distribution replaces
+        owners the safety stop fires after a single customer, not fifty."""
         ensure_writes_allowed(self.store)
         with self.store.transaction():
             for write in writes:
@@ -172,7 +181,7 @@ class OwnerWork:
             log.warning("distribution to %s for %d customer(s) failed: %s",
                         owner, len(writes), exc)
         fresh = self.xbb.customers_by_id([w.customer for w in writes])
-        retry_alone = []
+        retry_alone, halts = [], []
         for write in writes:
             after = fresh.get(write.customer.data_id)
             item = _written(write.item, write.customer)
@@ -180,26 +189,33 @@ class OwnerWork:
                     after is None or owner not in after.owners):
                 retry_alone.append(PlannedWrite(item, after or write.customer))
                 continue
-            self._judge_write(item, after, error)
+            halts.extend(self._judge_write(item, after, error))
+        if halts:
+            halt_writes(self.store, halts[0])
+            raise WritesHalted(f"CRM writes halted: {halts[0]}. Restore the owners, "
+                               "then run fzr sync --resume-writes")
         for write in retry_alone:
             self._write_group(owner, sub_type, [write])
 
     def _judge_write(self, item: Item, after: Customer | None,
-                     error: ServiceError | None) -> None:
+                     error: ServiceError | None) -> list[str]:
+        """Record the outcome of a write from the owners read back; returns the
+        reason to halt all writes when earlier owners vanished."""
         before = set(item.owners_before or [])
         if after is None:
             self._finish(item, FAILED, "customer vanished from the CRM after the write")
-            return
+            return []
         vanished = sorted(before - set(after.owners))
         if vanished:
             reason = (f"owners were replaced, not added: {', '.join(vanished)} no longer "
                       f"own{'s' if len(vanished) == 1 else ''} this customer")
             self._finish(item, FAILED, reason, after)
-            halt_writes(self.store, f"{item.customer} (dataId {after.data_id}): {reason}")
-            raise WritesHalted(f"CRM writes halted: {reason} on {item.customer}; "
-                               "restore the owners, then run fzr sync --resume-writes")
+            return [f"{reason} ({item.customer}, dataId {after.data_id})"]
         if item.new_owner_id in after.owners:
             self._finish(item, ASSIGNED, f"added {item.new_owner_id}", after)
+            if before and not self.store.get_state(APPENDS_KEY):
+                with self.store.transaction():
+                    self.store.set_state(APPENDS_KEY, utc_iso())
         elif error is None:
             self._finish(item, FAILED, "the CRM accepted the write but "
                          f"{item.new_owner_id} is not an owner", after)
@@ -207,6 +223,7 @@ class OwnerWork:
             self._finish(item, FAILED, f"CRM refused: {error.detail}", after)
         else:
             self._retry_later(item, error)
+        return []
 
     def _retry_later(self, item: Item, error: ServiceError) -> None:
         if item.attempts >= MAX_ATTEMPTS:

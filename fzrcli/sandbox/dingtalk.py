@@ -1,17 +1,16 @@
 """Emulated DingTalk v1.0: access tokens, approval instances, comments, form schema.
 
-The quirks are kept on purpose, because fzr must survive them: errors are HTTP 4xx/5xx
-with ``{"requestid","code","message"}``; ``nextToken`` goes out as a string but must come
-back as a number; ``success`` is a boolean in list and comments but the string "true" in
-get; times are UTC with minute precision; ``finishTime`` is absent while running and
-``result`` absent when terminated; empty form fields read "null".
+The quirks are kept on purpose, because fzr must survive them: errors are HTTP
+4xx/5xx with ``{"requestid","code","message"}``; ``nextToken`` goes out as a string but
+must come back as a number; ``success`` is a boolean in list and comments but the
+string "true" in get; times are UTC with minute precision; ``finishTime`` is absent
+while running and ``result`` absent when terminated; empty form fields read "null".
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -19,10 +18,22 @@ from typing import NoReturn
 
 from .limits import Window
 from .scenario import Directory, Person, check_keys, resolve_time
-from .wire import Refusal, Reply, Request, dingtalk_error, dingtalk_reply, is_int
+from .wire import (
+    Refusal,
+    Reply,
+    Request,
+    compact_json,
+    dingtalk_error,
+    dingtalk_reply,
+    is_int,
+)
 
 CUSTOMERS_FIELD = ("TextareaField_1K334ML768QO0", "客户名称", "TextareaField")
-NEW_OWNERS_FIELD = ("InnerContactField_1R9B45BYVYE80", "需添加的负责人", "InnerContactField")
+NEW_OWNERS_FIELD = (
+    "InnerContactField_1R9B45BYVYE80",
+    "需添加的负责人",
+    "InnerContactField",
+)
 CURRENT_OWNERS_FIELD = (
     "InnerContactField_0QW7Z1C3XYZ40",
     "选择任意当前客户负责人",
@@ -103,7 +114,7 @@ class Instance:
         self.result = None if status == "TERMINATED" else result
 
 
-# -- building instances from scenario specs -------------------------------------------
+# -- building instances from scenario specs --------------------------------------------
 
 
 def build_instance(
@@ -181,7 +192,7 @@ def render_field(value: object, component: tuple, directory: Directory) -> dict:
     elif component_type == "InnerContactField" and value:
         people = [contact(uid, directory) for uid in value]
         entry["value"] = ",".join(p["name"] for p in people)
-        entry["extValue"] = json.dumps(people, ensure_ascii=False, separators=(",", ":"))
+        entry["extValue"] = compact_json(people)
     return entry
 
 
@@ -329,7 +340,7 @@ def list_filters(body: dict) -> tuple[set | None, set | None]:
     statuses = body.get("statuses") or None
     if statuses is not None:
         if not isinstance(statuses, list) or not set(statuses) <= LISTED_STATUSES:
-            refuse("invalidParameter", "statuses取值只能是RUNNING、TERMINATED、COMPLETED")
+            refuse("invalidParameter", "statuses只能取RUNNING、TERMINATED、COMPLETED")
         statuses = set(statuses)
     user_ids = body.get("userIds") or None
     if user_ids is not None:
@@ -339,7 +350,7 @@ def list_filters(body: dict) -> tuple[set | None, set | None]:
     return statuses, user_ids
 
 
-# -- fault answers this family gives ----------------------------------------------------
+# -- fault answers this family gives ---------------------------------------------------
 
 
 def throttled(params: dict, api: str) -> Reply:
@@ -369,7 +380,8 @@ def quota_exhausted(params: dict, api: str) -> Reply:
 
 
 def bad_credentials(params: dict, api: str) -> Reply:
-    return dingtalk_error(400, "invalidClientIdOrSecret", "无效的clientId或者clientSecret")
+    message = "无效的clientId或者clientSecret"
+    return dingtalk_error(400, "invalidClientIdOrSecret", message)
 
 
 FAULT_REPLIES = {
@@ -410,7 +422,7 @@ class DingTalk:
         for spec in config["instances"]:
             self.add_instance(spec)
 
-    # -- state used by the Sandbox API --------------------------------------------------
+    # -- state used by the Sandbox API -------------------------------------------------
 
     def add_instance(self, spec: dict) -> str:
         seq = len(self.instances) + 1
@@ -421,7 +433,7 @@ class DingTalk:
         self.instances[instance.id] = instance
         return instance.id
 
-    def finish_instance(self, instance_id: str, result: str | None, status: str) -> None:
+    def finish_instance(self, instance_id: str, result: str | None, status: str):
         self.instances[instance_id].finish(status, result, to_ms(self.clock()))
 
     def comments(self, instance_id: str) -> list[str]:
@@ -432,7 +444,7 @@ class DingTalk:
             self.tokens.pop(self.current_token, None)
             self.current_token = None
 
-    # -- answering ------------------------------------------------------------------------
+    # -- answering ---------------------------------------------------------------------
 
     def handle(self, api: str, request: Request, fault) -> Reply:
         if fault and fault.kind == "token_invalid":
@@ -476,7 +488,8 @@ class DingTalk:
             if not body.get(key):
                 refuse(f"Missing{key}", f"{key} is mandatory for this action.")
         config = self.config
-        if (body["appKey"], body["appSecret"]) != (config["app_key"], config["app_secret"]):
+        expected = (config["app_key"], config["app_secret"])
+        if (body["appKey"], body["appSecret"]) != expected:
             raise Refusal(bad_credentials({}, "token"))
         now = self.clock()
         if self.tokens.get(self.current_token, 0) <= now:
@@ -539,7 +552,7 @@ class DingTalk:
         instance = self._commented_instance(body.get("processInstanceId"))
         text = body.get("text")
         if not isinstance(text, str) or not text or len(text) > MAX_COMMENT_CHARS:
-            refuse("invalidInstanceCommentText", "评论内容不能为空且不能超过1024个字符")
+            refuse("invalidInstanceCommentText", "评论内容为空或超过1024个字符")
         user_id = body.get("commentUserId")
         if not isinstance(user_id, str) or not user_id:
             refuse("invalidInstanceCommentUserId", "commentUserId不能为空")

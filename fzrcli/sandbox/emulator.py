@@ -98,7 +98,7 @@ class Sandbox:
             self.robot = Robot(robot, self._clock)
         self._faults = Faults(scenario.get("faults"))
 
-    # -- lifecycle ----------------------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------
 
     def start(self, port: int = 0) -> Sandbox:
         server = ThreadingHTTPServer((HOST, port), _Handler)
@@ -106,8 +106,9 @@ class Sandbox:
         server.connections = set()
         self._server = server
         self.dingtalk.public_url = self.url
+        # a short poll keeps stop() quick: tests start and stop many sandboxes
         self._thread = threading.Thread(
-            target=server.serve_forever, name="fzr-sandbox", daemon=True
+            target=server.serve_forever, args=(0.05,), name="fzr-sandbox", daemon=True
         )
         self._thread.start()
         return self
@@ -158,7 +159,7 @@ class Sandbox:
                 env["FZR_ROBOT_SECRET"] = self.robot.config["secret"]
         return env
 
-    # -- what happened --------------------------------------------------------------
+    # -- what happened -----------------------------------------------------------------
 
     @property
     def calls(self) -> list[Call]:
@@ -199,7 +200,7 @@ class Sandbox:
         with self._lock:
             return self.xbb.snapshot(data_id)
 
-    # -- changing the world ---------------------------------------------------------
+    # -- changing the world ------------------------------------------------------------
 
     def add_instance(self, **spec) -> str:
         with self._lock:
@@ -223,7 +224,7 @@ class Sandbox:
         with self._lock:
             self._faults.clear()
 
-    # -- answering ------------------------------------------------------------------
+    # -- answering ---------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> Reply:
         target = route(request.method, request.path)
@@ -257,13 +258,15 @@ class Sandbox:
         metered = service == "dingtalk" and api != "token" and reply.billed
         if metered:
             self.dingtalk.quota_used += 1
-        call = Call(service, api, metered, reply.status, self._clock(), request.recorded())
+        recorded = request.recorded()
+        call = Call(service, api, metered, reply.status, self._clock(), recorded)
         self._calls.append(call)
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as fzr's pooled session expects
     server_version = "fzr-sandbox"
+    sys_version = ""
 
     def setup(self) -> None:
         super().setup()
@@ -298,7 +301,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _request(self, method: str) -> Request:
         parts = urlsplit(self.path)
-        query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        fields = parse_qs(parts.query, keep_blank_values=True)
+        query = {name: values[0] for name, values in fields.items()}
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
@@ -321,9 +325,14 @@ def serve(scenario: dict | str | Path, port: int = 0) -> None:
     for name, value in sandbox.env().items():
         print(f"export {name}={shlex.quote(value)}", flush=True)
     try:
+        wait_for_interrupt()
+    finally:
+        sandbox.stop()
+
+
+def wait_for_interrupt() -> None:
+    try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
-    finally:
-        sandbox.stop()

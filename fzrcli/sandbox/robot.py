@@ -48,7 +48,7 @@ def message_text(message: dict) -> str:
     return str(content.get("content", "")) + str(content.get("text", ""))
 
 
-# -- fault answers this family gives ------------------------------------------------
+# -- fault answers this family gives ---------------------------------------------------
 
 
 def throttled(params: dict, api: str) -> Reply:
@@ -109,8 +109,8 @@ class Robot:
     def _check_signature(self, query: dict) -> None:
         timestamp = query.get("timestamp", "")
         now_ms = self.clock() * 1000
-        fresh = timestamp.isdigit() and abs(now_ms - int(timestamp)) <= TIMESTAMP_TOLERANCE_MS
-        if not fresh:
+        skew = abs(now_ms - int(timestamp)) if timestamp.isdigit() else None
+        if skew is None or skew > TIMESTAMP_TOLERANCE_MS:
             refuse(SECURITY_CHECK_FAILED, "invalid timestamp")
         # the query parser has already URL-decoded the sign
         expected = robot_sign(self.config["secret"], timestamp)

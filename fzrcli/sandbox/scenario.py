@@ -1,12 +1,12 @@
 """Scenario files: what the sandbox's DingTalk, XBB and group robot hold at start.
 
 A scenario is one JSON object. Every key is optional; a missing key takes the default
-below, so ``{}`` is a working tenant with no approvals and no customers. Unknown keys are
-refused, so a typo fails loudly instead of silently doing nothing.
+below, so ``{}`` is a working tenant with no approvals and no customers. Unknown keys
+are refused, so a typo fails loudly instead of silently doing nothing.
 
 Times (``created``, ``finished``, ``added``) are ``"now"``, relative to the moment the
-sandbox is built (``"-2h"``, ``"-3d"``, ``"-10m"``, ``"-30s"``, ``"+1h"``) or absolute ISO
-UTC (``"2024-06-03T01:15Z"``, ``"2024-06-03T01:15:00+00:00"``; no zone means UTC).
+sandbox is built (``"-2h"``, ``"-3d"``, ``"-10m"``, ``"-30s"``, ``"+1h"``) or absolute
+ISO UTC (``"2024-06-03T01:15Z"``, ``"2024-06-03T01:15:00+00:00"``; no zone means UTC).
 
 Top level::
 
@@ -31,7 +31,7 @@ Top level::
     resigned    left the company: XBB's user/list hides them unless delIgnore=1, and
                 distribution to them is refused (default false)
     xbb         has an XBB account (default true)
-    dept_id, dept_name, position    shown as the originator's department and in user/list
+    dept_id, dept_name, position    the originator's department; user/list rows
 
 The XBB operator and the DingTalk comment user are added to ``users`` when missing.
 
@@ -111,7 +111,9 @@ from pathlib import Path
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 
-TOP_LEVEL_KEYS = {"description", "users", "dingtalk", "xbb", "robot", "limits", "faults"}
+TOP_LEVEL_KEYS = {
+    "description", "users", "dingtalk", "xbb", "robot", "limits", "faults",
+}  # fmt: skip
 
 DINGTALK_DEFAULTS = {
     "app_key": "dingsandboxappkey",

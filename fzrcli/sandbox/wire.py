@@ -1,4 +1,4 @@
-"""Requests and replies as the sandbox sees them, in each emulated API family's envelope."""
+"""Requests and replies as the sandbox sees them, in each emulated family's envelope."""
 
 from __future__ import annotations
 
@@ -61,12 +61,16 @@ class Refusal(Exception):
 
 
 def is_int(value: object) -> bool:
-    # JSON true/false decode to bool, a subclass of int; APIs do not take them as numbers
+    # JSON true/false decode to bool, a subclass of int; no API takes them as numbers
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def compact_json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def encode(payload: object) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return compact_json(payload).encode()
 
 
 def json_reply(payload: object, status: int = 200, billed: bool = True) -> Reply:

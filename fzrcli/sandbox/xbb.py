@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
 from typing import NoReturn
 
 from .limits import Window
 from .scenario import Directory, Person, check_keys, resolve_time
-from .wire import Refusal, Reply, Request, html_reply, is_int, xbb_failure, xbb_success
+from .wire import (
+    Refusal,
+    Reply,
+    Request,
+    compact_json,
+    html_reply,
+    is_int,
+    xbb_failure,
+    xbb_success,
+)
 
 # Codes seen in real XBB answers.
 DATA_NOT_FOUND = (100001, "表单数据不存在或已删除")
@@ -67,10 +75,6 @@ def sign(raw_body: bytes, token: str) -> str:
     return hashlib.sha256(raw_body + token.encode("utf-8")).hexdigest()
 
 
-def compact(values: list) -> str:
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
-
-
 @dataclass
 class Customer:
     data_id: int
@@ -120,7 +124,7 @@ def build_customer(spec: dict, seq: int, config: dict, now: float) -> Customer:
     )
 
 
-# -- request checks ------------------------------------------------------------------
+# -- request checks --------------------------------------------------------------------
 
 
 def paging(body: dict) -> tuple[int, int]:
@@ -189,7 +193,7 @@ def distribution_targets(body: dict) -> tuple[list[str], str]:
     return [str(uid) for uid in legacy], "distributionUserIds"
 
 
-# -- fault answers this family gives ------------------------------------------------
+# -- fault answers this family gives ---------------------------------------------------
 
 
 def throttled(params: dict, api: str) -> Reply:
@@ -210,7 +214,8 @@ def bad_credentials(params: dict, api: str) -> Reply:
 
 
 def business_error(params: dict, api: str) -> Reply:
-    return xbb_failure(params.get("code", 100404), params.get("msg", OBJECT_NOT_FOUND[1]))
+    code, msg = OBJECT_NOT_FOUND
+    return xbb_failure(params.get("code", code), params.get("msg", msg))
 
 
 FAULT_REPLIES = {
@@ -261,7 +266,7 @@ class Xbb:
             "pool": customer.pool,
         }
 
-    # -- answering ------------------------------------------------------------------
+    # -- answering ---------------------------------------------------------------------
 
     def handle(self, api: str, request: Request, fault) -> Reply:
         try:
@@ -278,7 +283,7 @@ class Xbb:
             fail("bad_parameter", "请求体必须是JSON对象")
         if body.get("corpid") != self.config["corpid"]:
             fail("bad_corpid")
-        # the sign covers the exact bytes received; re-serialising would hide client bugs
+        # sign the exact bytes received: re-serialising would hide client bugs
         expected = sign(request.body, self.config["token"])
         if not hmac.compare_digest(expected, request.headers.get("sign", "")):
             fail("bad_sign")
@@ -410,8 +415,8 @@ def list_row(customer: Customer) -> dict:
             "text_1": customer.name,
             "text_16": customer.creator,
             # list results encode owners and collaborators as a JSON string
-            "ownerId": compact(customer.owners),
-            "coUserId": compact(customer.co_users),
+            "ownerId": compact_json(customer.owners),
+            "coUserId": compact_json(customer.co_users),
             "num_3": int(customer.pool),
             "num_4": 2,
             "date_2": 0,
