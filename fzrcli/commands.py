@@ -26,6 +26,8 @@ STATUS_WORDS = {
     "pending": "pending", "writing": "being written",
 }
 
+STATE_WORDS = {"active": "approved", "gone": "not found in DingTalk"}
+
 
 def settings_for(*needs: str) -> Settings:
     settings = load_settings(frozenset(needs))
@@ -110,7 +112,8 @@ def _print_pass(report, calls: CallLog, fetch_only: bool) -> None:
 def summary_line(report, calls: CallLog) -> str:
     parts = []
     if report.fetched:
-        decided = ", ".join(f"{n} {state}" for state, n in sorted(report.decided.items()))
+        decided = ", ".join(f"{n} {STATE_WORDS.get(state, state)}"
+                            for state, n in sorted(report.decided.items()))
         parts.append(f"{report.fetched} request(s) fetched ({decided or 'still open'})")
     if report.items:
         parts.append(", ".join(f"{n} {STATUS_WORDS.get(s, s)}"

@@ -65,6 +65,7 @@ def scan(store: Store, dingtalk: DingTalk, since_ms: int | None,
 
 
 def _fallback_start(cursor: dict | None, now: int) -> int:
+    """Where a catch-up scan starts: the earliest point the alternation still owes."""
     if cursor:
         return cursor["prev_inventory"] - OVERLAP_MS
     return now - DAY_MS

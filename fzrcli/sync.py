@@ -21,9 +21,10 @@ from fzrcli.config import Settings
 from fzrcli.dingtalk import DingTalk
 from fzrcli.errors import Failure, PassAborted, ServiceError, WritesHalted
 from fzrcli.owners import OwnerWork, PlannedWrite, ensure_writes_allowed, resume_writes
-from fzrcli.scan import scan
+from fzrcli.scan import STATE_KEY, scan
 from fzrcli.schedule import parse_schedule
 from fzrcli.store import GONE, INVALID, SEEN, Store
+from fzrcli.timeutil import parse_since
 from fzrcli.transport import Budget, CallLog
 from fzrcli.xbb import Xbb
 
@@ -93,6 +94,8 @@ def _steps(work: Pass, since_ms: int | None) -> None:
     if since_ms is None and _outside_schedule(work):
         return
     catch_up = work.store.get_state(SKIPPED_KEY) is not None
+    if since_ms is None and work.store.get_state(STATE_KEY) is None:
+        since_ms = parse_since("yesterday", work.settings.zone)
     result = scan(work.store, work.dingtalk, since_ms, catch_up=catch_up)
     work.store.delete_state(SKIPPED_KEY)
     work.report.scan_kind, work.report.new_ids = result.kind, result.new_ids

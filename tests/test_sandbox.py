@@ -24,6 +24,8 @@ from fzrcli.sandbox import (
 from fzrcli.sandbox import emulator
 
 REFERENCE_TOKEN = "0123456789abcdef0123456789abcdef"
+LI_SI = "2837465019283746"
+WANG = "0165123456789012"
 REFERENCE_CORPID = "ding0000example"
 ROBOT_SECRET = "SECexample0123456789abcdef"
 PROCESS_CODE = "PROC-0A1B2C3D-EXAMPLE"
@@ -75,7 +77,7 @@ def scenario(**overrides) -> dict:
             "operator": "manager001",
             "form_id": 1001,
             "customers": [
-                {"dataId": 106037143, "name": "示例客户", "owners": ["2837465019283746"]},
+                {"dataId": 106037143, "name": "示例客户", "owners": [LI_SI]},
                 {"dataId": 106037444, "name": "上海示例科技有限公司", "owners": []},
                 {"dataId": 106037500, "name": "南京紫金山医药有限公司", "pool": True},
             ],
@@ -137,8 +139,19 @@ def xbb_post(sb: Sandbox, api: str, payload: dict) -> dict:
 
 
 def robot_url(sb: Sandbox, timestamp: str, sign: str) -> str:
-    quoted = urllib.parse.quote_plus(sign)
-    return f"{sb.url}/robot/send?access_token=robot-token&timestamp={timestamp}&sign={quoted}"
+    query = {"access_token": "robot-token", "timestamp": timestamp, "sign": sign}
+    return f"{sb.url}/robot/send?{urllib.parse.urlencode(query)}"
+
+
+def find_by_name(sb: Sandbox, symbol: str, value: object) -> dict:
+    condition = {"attr": "text_1", "symbol": symbol, "value": value}
+    return xbb_post(sb, "customer/list", {"formId": 1001, "conditions": [condition]})
+
+
+def distribute(sb: Sandbox, data_id: int, user_id: str, sub_type: int = 101) -> dict:
+    request = {"dataIdList": [data_id], "businessUserId": user_id}
+    request["subBusinessType"] = sub_type
+    return xbb_post(sb, "customer/distribution", request)
 
 
 MARKDOWN = {"msgtype": "markdown", "markdown": {"title": "fzr", "text": "#### 已处理"}}
@@ -163,11 +176,9 @@ def test_xbb_accepts_the_reference_compact_body_and_its_sign(sandbox):
 
 
 def test_xbb_checks_the_exact_bytes_received(sandbox):
-    payload = {
-        "corpid": REFERENCE_CORPID, "userId": "manager001", "formId": 1001,
-        "conditions": [{"attr": "text_1", "symbol": "equal", "value": ["示例客户"]}],
-        "page": 1, "pageSize": 20,
-    }  # fmt: skip
+    condition = {"attr": "text_1", "symbol": "equal", "value": ["示例客户"]}
+    payload = {"corpid": REFERENCE_CORPID, "userId": "manager001", "formId": 1001}
+    payload.update(conditions=[condition], page=1, pageSize=20)
     default_bytes = json.dumps(payload).encode()
     compact_sign = "97bf868fa8520828966cc818534cc3e13c6e432137dc27ea0f7983b4402a092b"
     default_sign = "7f6726af03d0cfd716e3d3f037a4af1fd3b96ab3d644877c78798a689e87a674"
@@ -205,22 +216,19 @@ def test_xbb_refuses_a_wrong_sign_with_http_200_and_no_result(sandbox):
 
 
 def test_owners_are_a_json_string_in_list_but_objects_in_detail(sandbox):
-    condition = {"attr": "text_1", "symbol": "equal", "value": ["示例客户"]}
-    listed = xbb_post(sandbox, "customer/list", {"formId": 1001, "conditions": [condition]})
+    listed = find_by_name(sandbox, "equal", ["示例客户"])
     detail = xbb_post(sandbox, "customer/detail", {"dataId": 106037143})
 
     row = listed["result"]["list"][0]
     assert row["data"]["ownerId"] == '["2837465019283746"]'
     assert row["data"]["coUserId"] == "[]"
     owners = detail["result"]["data"]["ownerId"]
-    assert owners == [{"id": "2837465019283746", "name": "李四", "avatar": ""}]
+    assert owners == [{"id": LI_SI, "name": "李四", "avatar": ""}]
 
 
 def test_equal_is_byte_exact_and_like_is_substring(sandbox):
     def names(symbol: str, value: str) -> list[str]:
-        condition = {"attr": "text_1", "symbol": symbol, "value": [value]}
-        payload = {"formId": 1001, "conditions": [condition]}
-        rows = xbb_post(sandbox, "customer/list", payload)["result"]["list"]
+        rows = find_by_name(sandbox, symbol, [value])["result"]["list"]
         return [row["data"]["text_1"] for row in rows]
 
     assert names("equal", "示例客户 ") == []
@@ -229,8 +237,7 @@ def test_equal_is_byte_exact_and_like_is_substring(sandbox):
 
 
 def test_customer_list_refuses_a_scalar_value_and_oversized_pages(sandbox):
-    scalar = {"attr": "text_1", "symbol": "equal", "value": "示例客户"}
-    refused = xbb_post(sandbox, "customer/list", {"formId": 1001, "conditions": [scalar]})
+    refused = find_by_name(sandbox, "equal", "示例客户")
     too_big = xbb_post(sandbox, "customer/list", {"formId": 1001, "pageSize": 101})
 
     assert refused["code"] == too_big["code"] == MADE_UP_CODES["bad_parameter"][0]
@@ -254,50 +261,42 @@ def test_user_list_hides_resigned_staff_unless_asked(sandbox):
 
 
 def test_distribution_appends_an_owner(sandbox):
-    request = {"dataIdList": [106037143], "businessUserId": "0165123456789012"}
-
-    answer = xbb_post(sandbox, "customer/distribution", {**request, "subBusinessType": 101})
+    answer = distribute(sandbox, 106037143, WANG)
 
     assert answer["result"] == {"resultType": "success", "resultMsg": "分配成功"}
-    owners = sandbox.customer(106037143)["owners"]
-    assert owners == ["2837465019283746", "0165123456789012"]
+    assert sandbox.customer(106037143)["owners"] == [LI_SI, WANG]
 
 
 def test_distribution_in_replace_mode_drops_existing_owners(clock):
     replacing = scenario()
     replacing["xbb"]["distribution"] = "replace"
-    request = {"dataIdList": [106037143], "businessUserId": "0165123456789012"}
 
     with Sandbox(replacing, clock=clock) as sb:
-        xbb_post(sb, "customer/distribution", {**request, "subBusinessType": 101})
+        distribute(sb, 106037143, WANG)
 
-        assert sb.customer(106037143)["owners"] == ["0165123456789012"]
+        assert sb.customer(106037143)["owners"] == [WANG]
 
 
 def test_distribution_takes_a_pool_customer_out_of_the_pool(sandbox):
-    request = {"dataIdList": [106037500], "businessUserId": "0165123456789012"}
-
-    xbb_post(sandbox, "customer/distribution", {**request, "subBusinessType": 105})
+    distribute(sandbox, 106037500, WANG, sub_type=105)
 
     assert sandbox.customer(106037500) == {
         "dataId": 106037500,
         "name": "南京紫金山医药有限公司",
-        "owners": ["0165123456789012"],
+        "owners": [WANG],
         "pool": False,
     }
 
 
 def test_distribution_refuses_a_resigned_user_and_changes_nothing(sandbox):
-    request = {"dataIdList": [106037143], "businessUserId": "0199887766554433"}
-
-    answer = xbb_post(sandbox, "customer/distribution", request)
+    answer = distribute(sandbox, 106037143, "0199887766554433")
 
     assert answer["code"] == MADE_UP_CODES["unknown_user"][0]
-    assert sandbox.customer(106037143)["owners"] == ["2837465019283746"]
+    assert sandbox.customer(106037143)["owners"] == [LI_SI]
 
 
 def test_distribution_records_the_legacy_request_shape(sandbox):
-    legacy = {"dataIdList": [106037444], "distributionUserIds": ["0165123456789012"]}
+    legacy = {"dataIdList": [106037444], "distributionUserIds": [WANG]}
 
     assert xbb_post(sandbox, "customer/distribution", legacy)["code"] == 1
     assert sandbox.distributions[0]["shape"] == "distributionUserIds"
@@ -311,8 +310,9 @@ def test_token_is_reused_while_valid_and_refused_outside_the_header(sandbox):
     path = sandbox.url + "/v1.0/workflow/processInstances"
     params = {"processInstanceId": "inst-approved"}
 
+    bearer = {"Authorization": f"Bearer {token}"}
     in_query = requests.get(path, params={**params, "access_token": token})
-    as_bearer = requests.get(path, params=params, headers={"Authorization": f"Bearer {token}"})
+    as_bearer = requests.get(path, params=params, headers=bearer)
 
     assert dingtalk_token(sandbox) == token
     for answer in (in_query, as_bearer):
@@ -328,8 +328,9 @@ def test_token_refuses_a_form_encoded_body_and_bad_credentials(sandbox):
     form = requests.post(path, data=credentials)
     wrong = requests.post(path, json=credentials)
 
-    assert form.status_code == 400 and "body is mandatory" in form.json()["message"]
-    assert wrong.status_code == 400 and wrong.json()["code"] == "invalidClientIdOrSecret"
+    assert form.status_code == wrong.status_code == 400
+    assert "body is mandatory" in form.json()["message"]
+    assert wrong.json()["code"] == "invalidClientIdOrSecret"
 
 
 def test_expired_token_is_invalid_and_replaced(sandbox, clock):
@@ -424,26 +425,23 @@ def test_unknown_instance_is_400_process_instance_not_exist(sandbox):
 
 
 def test_comment_is_kept_as_an_add_remark_record(sandbox):
-    headers = {"x-acs-dingtalk-access-token": dingtalk_token(sandbox)}
-    path = sandbox.url + "/v1.0/workflow/processInstances/comments"
-    comment = {"processInstanceId": "inst-approved", "commentUserId": "fzr-bot"}
+    token = dingtalk_token(sandbox)
 
-    posted = requests.post(path, json={**comment, "text": "fzr：已添加"}, headers=headers)
-    too_long = requests.post(path, json={**comment, "text": "长" * 1025}, headers=headers)
-    stranger = {**comment, "commentUserId": "ghost", "text": "hi"}
-    unknown_user = requests.post(path, json=stranger, headers=headers)
+    def comment(text: str, user_id: str = "fzr-bot") -> dict:
+        body = {"processInstanceId": "inst-approved", "text": text}
+        body["commentUserId"] = user_id
+        headers = {"x-acs-dingtalk-access-token": token}
+        path = sandbox.url + "/v1.0/workflow/processInstances/comments"
+        return requests.post(path, json=body, headers=headers).json()
 
-    assert posted.json() == {"result": True, "success": True}
-    assert too_long.json()["code"] == "invalidInstanceCommentText"
-    assert unknown_user.json()["code"] == "userNotExist"
+    assert comment("fzr：已添加") == {"result": True, "success": True}
+    assert comment("长" * 1025)["code"] == "invalidInstanceCommentText"
+    assert comment("hi", user_id="ghost")["code"] == "userNotExist"
     assert sandbox.comments("inst-approved") == ["fzr：已添加"]
-    records = get_instance(sandbox, headers["x-acs-dingtalk-access-token"], "inst-approved")
-    remark = records.json()["result"]["operationRecords"][-1]
-    assert (remark["type"], remark["result"], remark["remark"]) == (
-        "ADD_REMARK",
-        "NONE",
-        "fzr：已添加",
-    )
+    records = get_instance(sandbox, token, "inst-approved").json()["result"]
+    remark = records["operationRecords"][-1]
+    assert remark["type"] == "ADD_REMARK" and remark["result"] == "NONE"
+    assert remark["remark"] == "fzr：已添加"
 
 
 def test_qps_limit_refuses_the_21st_call_in_a_second_unbilled(clock):
@@ -451,9 +449,9 @@ def test_qps_limit_refuses_the_21st_call_in_a_second_unbilled(clock):
 
     with Sandbox(limited, clock=clock) as sb:
         token = dingtalk_token(sb)
-        statuses = [get_instance(sb, token, "inst-approved").status_code for _ in range(21)]
+        answers = [get_instance(sb, token, "inst-approved") for _ in range(21)]
 
-        assert statuses == [200] * 20 + [403]
+        assert [answer.status_code for answer in answers] == [200] * 20 + [403]
         assert sb.count(api="instances.get", metered=True) == 20
 
 
@@ -473,8 +471,9 @@ def test_monthly_quota_stops_metered_calls_but_not_tokens(clock):
 
 def test_robot_signature_matches_the_reference_vector(clock):
     vector = "+cxnz7PMkHTgYGZLYfiu2juTRMk8MZfdVOdDh8s0utc="
+    quoted = "%2Bcxnz7PMkHTgYGZLYfiu2juTRMk8MZfdVOdDh8s0utc%3D"
     assert robot_sign(ROBOT_SECRET, "1700000000000") == vector
-    assert urllib.parse.quote_plus(vector) == "%2Bcxnz7PMkHTgYGZLYfiu2juTRMk8MZfdVOdDh8s0utc%3D"
+    assert urllib.parse.quote_plus(vector) == quoted
     clock.now = 1_700_000_000.0
 
     with Sandbox(scenario(), clock=clock) as sb:
@@ -488,9 +487,11 @@ def test_robot_refuses_a_bad_signature_and_a_stale_timestamp(sandbox):
     now_ms = str(int(NOW * 1000))
     stale_ms = str(int(NOW * 1000) - 3_600_001)
 
-    forged = requests.post(robot_url(sandbox, now_ms, "bm90IGEgc2lnbg=="), json=MARKDOWN)
-    stale_sign = robot_sign(ROBOT_SECRET, stale_ms)
-    stale = requests.post(robot_url(sandbox, stale_ms, stale_sign), json=MARKDOWN)
+    forged_url = robot_url(sandbox, now_ms, "bm90IGEgc2lnbg==")
+    stale_url = robot_url(sandbox, stale_ms, robot_sign(ROBOT_SECRET, stale_ms))
+
+    forged = requests.post(forged_url, json=MARKDOWN)
+    stale = requests.post(stale_url, json=MARKDOWN)
 
     assert forged.status_code == 200
     assert forged.json() == {"errcode": 310000, "errmsg": "sign not match"}
@@ -511,13 +512,13 @@ def test_robot_allows_twenty_messages_a_minute(sandbox):
 
 
 def test_throttle_fault_lets_calls_through_first_and_is_not_billed(sandbox):
-    sandbox.add_fault({"service": "dingtalk", "api": "instances.get", "kind": "throttle",
-                       "after": 1, "times": 2})  # fmt: skip
+    rule = {"service": "dingtalk", "api": "instances.get", "kind": "throttle"}
+    sandbox.add_fault({**rule, "after": 1, "times": 2})
     token = dingtalk_token(sandbox)
 
-    statuses = [get_instance(sandbox, token, "inst-approved").status_code for _ in range(4)]
+    answers = [get_instance(sandbox, token, "inst-approved") for _ in range(4)]
 
-    assert statuses == [200, 403, 403, 200]
+    assert [answer.status_code for answer in answers] == [200, 403, 403, 200]
     assert sandbox.count(api="instances.get", metered=True) == 2
 
 
@@ -532,14 +533,13 @@ def test_drop_fault_closes_the_connection_unanswered(sandbox):
 
 
 def test_write_lost_applies_the_distribution_then_drops(sandbox):
-    sandbox.add_fault({"service": "xbb", "api": "customer.distribution",
-                       "kind": "write_lost"})  # fmt: skip
-    request = {"dataIdList": [106037444], "businessUserId": "0165123456789012"}
+    rule = {"service": "xbb", "api": "customer.distribution", "kind": "write_lost"}
+    sandbox.add_fault(rule)
 
     with pytest.raises(requests.ConnectionError):
-        xbb_post(sandbox, "customer/distribution", request)
+        distribute(sandbox, 106037444, WANG)
 
-    assert sandbox.customer(106037444)["owners"] == ["0165123456789012"]
+    assert sandbox.customer(106037444)["owners"] == [WANG]
 
 
 def test_token_invalid_fault_revokes_the_issued_token(sandbox):
@@ -566,15 +566,14 @@ def test_cursor_stuck_fault_repeats_page_and_token(sandbox):
 
 
 def test_gateway_faults_answer_non_json(sandbox):
-    sandbox.add_fault({"service": "xbb", "kind": "server_error"})
-    sandbox.add_fault({"service": "dingtalk", "api": "instances.get",
-                       "kind": "ip_ban_html"})  # fmt: skip
-    sandbox.add_fault({"service": "dingtalk", "api": "instances.list",
-                       "kind": "malformed_json"})  # fmt: skip
     token = dingtalk_token(sandbox)
+    sandbox.add_fault({"service": "xbb", "kind": "server_error"})
+    sandbox.add_fault({"service": "dingtalk", "kind": "ip_ban_html"})
+    sandbox.add_fault({"service": "dingtalk", "kind": "malformed_json", "after": 1})
     raw = b'{"corpid":"ding0000example","dataId":106037143}'
+    sign = xbb_sign(raw, REFERENCE_TOKEN)
 
-    bad_gateway = xbb_raw(sandbox, "customer/detail", raw, xbb_sign(raw, REFERENCE_TOKEN))
+    bad_gateway = xbb_raw(sandbox, "customer/detail", raw, sign)
     banned = get_instance(sandbox, token, "inst-approved")
     garbled = list_ids(sandbox, token)
 
@@ -627,7 +626,8 @@ def test_calls_are_counted_by_service_api_and_metering(sandbox):
 def test_added_and_finished_instances_show_up(sandbox, clock):
     instance_id = sandbox.add_instance(created="-5m", customers="示例客户")
     token = dingtalk_token(sandbox)
-    assert "finishTime" not in get_instance(sandbox, token, instance_id).json()["result"]
+    running = get_instance(sandbox, token, instance_id).json()["result"]
+    assert "finishTime" not in running
 
     sandbox.finish_instance(instance_id, result="refuse")
 
@@ -640,33 +640,25 @@ def test_bundled_demo_serves_and_points_fzr_at_itself():
     assert scenario_path("demo").name == "demo.json"
 
     with Sandbox(load_scenario("demo")) as sb:
-        env = sb.env()
-        token = dingtalk_token_for(sb, env)
-        now_ms = int(time.time() * 1000)
-        body = {"processCode": env["FZR_PROCESS_CODE"], "startTime": now_ms - 3 * DAY_MS,
-                "nextToken": 0, "maxResults": 20}  # fmt: skip
+        url, env = sb.url, sb.env()
+        credentials = {
+            "appKey": env["FZR_DINGTALK_APP_KEY"],
+            "appSecret": env["FZR_DINGTALK_APP_SECRET"],
+        }
+        path = "/v1.0/oauth2/accessToken"
+        token = requests.post(sb.url + path, json=credentials).json()["accessToken"]
+        start_ms = int(time.time() * 1000) - 3 * DAY_MS
+        body = {"processCode": env["FZR_PROCESS_CODE"], "startTime": start_ms}
+        body.update(nextToken=0, maxResults=20)
         headers = {"x-acs-dingtalk-access-token": token}
         path = "/v1.0/workflow/processes/instanceIds/query"
         listed = requests.post(sb.url + path, json=body, headers=headers).json()
 
-    assert env["FZR_DINGTALK_BASE_URL"] == env["FZR_XBB_BASE_URL"] == sb_url(env)
-    assert env["FZR_ROBOT_WEBHOOK"].startswith(env["FZR_DINGTALK_BASE_URL"] + "/robot/send")
+    assert env["FZR_DINGTALK_BASE_URL"] == env["FZR_XBB_BASE_URL"] == url
+    assert url.startswith("http://127.0.0.1:")
+    assert env["FZR_ROBOT_WEBHOOK"].startswith(f"{url}/robot/send?access_token=")
     assert {"FZR_COMMENT_USER_ID", "FZR_ROBOT_SECRET"} <= set(env)
     assert len(listed["result"]["list"]) == 11
-
-
-def dingtalk_token_for(sb: Sandbox, env: dict) -> str:
-    credentials = {
-        "appKey": env["FZR_DINGTALK_APP_KEY"],
-        "appSecret": env["FZR_DINGTALK_APP_SECRET"],
-    }
-    answer = requests.post(f"{sb.url}/v1.0/oauth2/accessToken", json=credentials)
-    return answer.json()["accessToken"]
-
-
-def sb_url(env: dict) -> str:
-    assert env["FZR_DINGTALK_BASE_URL"].startswith("http://127.0.0.1:")
-    return env["FZR_DINGTALK_BASE_URL"]
 
 
 def test_serve_prints_export_lines(monkeypatch, capsys):

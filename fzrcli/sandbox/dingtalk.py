@@ -46,11 +46,11 @@ FORM_FIELDS = {
 }
 FORM_TITLE = "客户共管申请"
 
-INSTANCE_KEYS = {
-    "id", "business_id", "title", "process_code", "created", "finished", "status",
-    "result", "originator", "approver", "biz_action", "attached", "customers",
-    "new_owners", "current_owners", "omit_fields", "form",
-}  # fmt: skip
+INSTANCE_KEYS = set(
+    "id business_id title process_code created finished status result originator"
+    " approver biz_action attached customers new_owners current_owners omit_fields"
+    " form".split()
+)
 APIS = ("token", "instances.list", "instances.get", "comments.add", "forms.schema")
 LISTED_STATUSES = {"RUNNING", "TERMINATED", "COMPLETED"}
 UNFINISHED_STATUSES = {"RUNNING", "NEW"}

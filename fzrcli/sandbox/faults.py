@@ -35,8 +35,8 @@ Kinds, and their parameters:
                        robot 300005
     malformed_json     HTTP 200 with a body that is not valid JSON; nothing applied
     wrong_shape        apply the call, then answer HTTP 200 JSON whose result has the
-                       wrong types (lists as strings, numbers as strings); or answer
-                       exactly the JSON given as body
+                       wrong types (lists and objects as JSON strings, numbers as
+                       strings); or answer exactly the JSON given as body
 
 Calls refused by throttle, drop, ip_ban_html, punish and quota_exhausted are not billed
 against DingTalk's monthly quota, as on the real platform.
@@ -189,6 +189,4 @@ def garble(value: object) -> object:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    if isinstance(value, str):
-        return [value]
     return value

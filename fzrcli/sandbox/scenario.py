@@ -111,9 +111,7 @@ from pathlib import Path
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 
-TOP_LEVEL_KEYS = {
-    "description", "users", "dingtalk", "xbb", "robot", "limits", "faults",
-}  # fmt: skip
+TOP_LEVEL_KEYS = set("description users dingtalk xbb robot limits faults".split())
 
 DINGTALK_DEFAULTS = {
     "app_key": "dingsandboxappkey",

@@ -42,10 +42,9 @@ MADE_UP_CODES = {
     "unknown_api": (990007, "接口不存在"),
 }
 
-CUSTOMER_KEYS = {
-    "dataId", "name", "owners", "pool", "co_users", "creator", "added", "form_id",
-    "deleted",
-}  # fmt: skip
+CUSTOMER_KEYS = set(
+    "dataId name owners pool co_users creator added form_id deleted".split()
+)
 FIRST_DATA_ID = 106037100
 MAX_PAGE_SIZE = 100
 WRITE_APIS = {"customer.distribution"}
@@ -137,10 +136,10 @@ def paging(body: dict) -> tuple[int, int]:
     return page, size
 
 
-def paged(rows: list, page: int, size: int) -> dict:
+def paged(key: str, rows: list, page: int, size: int) -> dict:
     total = len(rows)
     return {
-        "rows": rows[(page - 1) * size : page * size],
+        key: rows[(page - 1) * size : page * size],
         "totalCount": total,
         "totalPage": -(-total // size),
     }
@@ -315,9 +314,8 @@ class Xbb:
             and body.get("name") in (None, person.name)
             and str(body.get("nameLike", "")) in person.name
         ]
-        result = paged([user_row(person) for person in users], page, size)
-        result["userList"] = result.pop("rows")
-        return xbb_success(result)
+        rows = [user_row(person) for person in users]
+        return xbb_success(paged("userList", rows, page, size))
 
     def list_customers(self, body: dict) -> Reply:
         form_id = body.get("formId")
@@ -337,9 +335,8 @@ class Xbb:
             and in_scope(customer, body)
             and all(test(customer) for test in tests)
         ]
-        result = paged([list_row(customer) for customer in found], page, size)
-        result["list"] = result.pop("rows")
-        return xbb_success(result)
+        rows = [list_row(customer) for customer in found]
+        return xbb_success(paged("list", rows, page, size))
 
     def customer_detail(self, body: dict) -> Reply:
         customer = self._live_customer(body.get("dataId"))
