@@ -119,6 +119,57 @@ def sandbox(
     serve(load_scenario(scenario), port=port)
 
 
+# --- report and history commands ---
+@app.command()
+def report(
+    date: Optional[str] = typer.Option(
+        None, "--date", help="The day to report: today (default), yesterday or "
+        "YYYY-MM-DD, in FZR_TIMEZONE."),
+    since: Optional[str] = typer.Option(
+        None, help="Start of the period instead of --date: today, yesterday, 2d, 6h, "
+        "30m or YYYY-MM-DD."),
+    until: Optional[str] = typer.Option(
+        None, help="End of the period (with --since): now (default), 2d or 6h ago, or "
+        "a day, which is included."),
+    format: Optional[str] = typer.Option(
+        None, "--format", help="table (default), json, csv (the items that need a "
+        "human) or markdown."),
+    send: bool = typer.Option(
+        False, "--send", help="Post the markdown report to the DingTalk group robot "
+        "(FZR_ROBOT_WEBHOOK, FZR_ROBOT_SECRET)."),
+) -> None:
+    """Summarise a period: requests decided, items finished, what needs a human, and
+    the month's API usage against FZR_MONTHLY_QUOTA.
+
+    Reads only the state file (FZR_DB) and runs beside a sync pass. With --send it
+    posts the markdown version to the group robot and prints one line, or the report
+    in --format when that is given too.
+    Exit codes: 0 done, 1 the state file is unreadable or the robot refused or could
+    not take the message (stderr says which), 2 bad settings or options.
+    """
+    from fzrcli.report import run_report
+
+    raise typer.Exit(run_report(date, since, until, format, send))
+
+
+@app.command()
+def history(
+    request: str = typer.Argument(..., help="Instance id or business id (审批编号)."),
+    format: str = typer.Option("text", "--format", help="text or json."),
+) -> None:
+    """Show everything fzr knows and did about one approval request.
+
+    The request's facts, its events in order, each item with its attempts and
+    outcome, and the comment posted back; times in FZR_TIMEZONE.
+    Exit codes: 0 shown, 1 the state file is unreadable, 2 bad options,
+    4 no such request in the state file.
+    """
+    from fzrcli.history import run_history
+
+    raise typer.Exit(run_history(request, format))
+# --- end report and history ---
+
+
 def main() -> None:
     try:
         app()

@@ -65,8 +65,8 @@ class Period:
         return f"{datetime.fromtimestamp(ms / 1000, self.zone):%Y-%m-%d %H:%M}"
 
     def describe(self) -> str:
-        return (f"{self.label}: {self.local(self.start_ms)} to "
-                f"{self.local(self.end_ms)} ({self.zone.key})")
+        return (f"{self.local(self.start_ms)} to {self.local(self.end_ms)} "
+                f"({self.zone.key})")
 
 
 def resolve_period(day: str | None, since: str | None, until: str | None,
@@ -132,8 +132,12 @@ def read_only(path: Path) -> Iterator[sqlite3.Connection]:
         raise FzrError(f"no state file at {path} yet; the first fzr sync creates it")
     _ensure_schema(path)
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
+                             isolation_level=None)
         db.row_factory = sqlite3.Row
+        # One read transaction: every figure and list comes from the same snapshot,
+        # however a concurrent pass moves on meanwhile.
+        db.execute("BEGIN")
     except sqlite3.Error as exc:
         raise FzrError(f"cannot read state file {path}: {exc}") from None
     try:
@@ -371,7 +375,7 @@ def title(summary: Summary) -> str:
 
 
 def render_table(db: sqlite3.Connection, summary: Summary) -> None:
-    output.say(f"fzr report for {summary.period.describe()}")
+    output.say(f"{title(summary)}: {summary.period.describe()}")
     output.table("requests decided", ["outcome", "requests"], _decided_rows(summary))
     output.table("items finished", ["status", "items", "of them manual"],
                  _finished_rows(summary))
@@ -417,7 +421,7 @@ def _table_needing_human(db: sqlite3.Connection, summary: Summary) -> None:
             break
         rows.append([row["business_id"] or row["instance_id"], _who(row),
                      row["customer"], row["new_owner_id"],
-                     STATUS_WORDS[row["status"]] + (" (manual)" if row["manual"] else ""),
+                     _status(row["status"]) + (" (manual)" if row["manual"] else ""),
                      row["reason"] or "", suggestion_text(row["status"], row["suggestion"])])
     output.table(f"need a human ({summary.needs_human})",
                  ["request", "requester", "customer", "new owner", "status", "reason",
@@ -465,6 +469,10 @@ def _usage_rows(usage: Usage) -> list[list[str]]:
         ["CRM writes so far", _n(usage.xbb_writes)],
         ["passes and commands run", _n(usage.runs)],
     ]
+
+
+def _status(status: str) -> str:
+    return STATUS_WORDS.get(status, status)
 
 
 def _who(row: sqlite3.Row) -> str:
@@ -622,18 +630,16 @@ def markdown(db: sqlite3.Connection, summary: Summary,
     fitter = Fitter(limit)
     for line in _markdown_head(summary):
         fitter.add(line)
-    human = (_human_line(row) for row in items_needing_human(db, summary.period))
-    _markdown_list(fitter, f"##### Need a human ({summary.needs_human:,})", human,
-                   summary.needs_human, "fzr report --format csv")
-    invalid = (_invalid_line(row) for row in invalid_requests(db, summary.period))
-    _markdown_list(fitter, f"##### Invalid requests ({summary.invalid:,})", invalid,
-                   summary.invalid, "fzr report")
-    _markdown_list(fitter, "##### By requester",
-                   (_requester_line(w, t) for w, t in _ordered(summary.requesters)),
-                   len(summary.requesters), "fzr report")
-    _markdown_list(fitter, "##### By new owner",
-                   (_owner_line(w, t) for w, t in _ordered(summary.owners)),
-                   len(summary.owners), "fzr report")
+    period = summary.period
+    _markdown_list(fitter, "Need a human", summary.needs_human,
+                   (_human_line(row) for row in items_needing_human(db, period)),
+                   "fzr report --format csv")
+    _markdown_list(fitter, "Invalid requests", summary.invalid,
+                   (_invalid_line(row) for row in invalid_requests(db, period)))
+    _markdown_list(fitter, "By requester", len(summary.requesters),
+                   (_requester_line(w, t) for w, t in _ordered(summary.requesters)))
+    _markdown_list(fitter, "By new owner", len(summary.owners),
+                   (_owner_line(w, t) for w, t in _ordered(summary.owners)))
     return fitter.text()
 
 
@@ -662,34 +668,40 @@ def _markdown_head(summary: Summary) -> list[str]:
         + (f", projected {projected:,} by month end" if projected is not None else "")
         + (" (over the quota)" if projected and projected > usage.quota else ""),
         f"- **CRM {usage.month}:** {usage.xbb_calls:,} calls, "
-        f"{usage.xbb_writes:,} writes",
+        f"{usage.xbb_writes:,} write(s)",
     ]
     if summary.manual_requests:
         lines.append(f"- **Manual (fzr assign):** {summary.manual_requests:,}")
     return lines
 
 
-def _markdown_list(fitter: Fitter, heading: str, lines: Iterator[str], total: int,
-                   where: str) -> None:
+def _markdown_list(fitter: Fitter, name: str, total: int, lines: Iterator[str],
+                   where: str = "fzr report") -> None:
+    """A heading and as many lines as fit, then how many were left out and where
+    to see them."""
     if not total:
         return
-    more = f"- ... {total:,} more: {where}"
-    if not fitter.fits(heading, reserve=len(more) + 2):
-        if fitter.fits(more):
-            fitter.add(more)
+    heading = f"##### {name} ({total:,})"
+    if not fitter.fits(heading, reserve=len(_more(total, where)) + 2):
+        skipped = f"- {name}: {total:,} not shown ({where})"
+        if fitter.fits(skipped):
+            fitter.add(skipped)
         return
     fitter.add("")
     fitter.add(heading)
     shown = 0
     for line in lines:
         left = total - shown - 1
-        reserve = len(f"- ... {left:,} more: {where}") + 1 if left else 0
-        if not fitter.fits(line, reserve):
+        if not fitter.fits(line, len(_more(left, where)) + 1 if left else 0):
             break
         fitter.add(line)
         shown += 1
     if shown < total:
-        fitter.add(f"- ... {total - shown:,} more: {where}")
+        fitter.add(_more(total - shown, where))
+
+
+def _more(count: int, where: str) -> str:
+    return f"- ... and {count:,} more ({where})"
 
 
 def _human_line(row: sqlite3.Row) -> str:
@@ -697,7 +709,7 @@ def _human_line(row: sqlite3.Row) -> str:
     request = row["business_id"] or row["instance_id"]
     return _one_line(
         f"- {request} ({_who(row)}): {row['customer']} → {row['new_owner_id']}: "
-        f"**{STATUS_WORDS[row['status']]}**, {row['reason'] or 'no reason recorded'}"
+        f"**{_status(row['status'])}**, {row['reason'] or 'no reason recorded'}"
         + (f"; {hint}" if hint else "")
     )
 

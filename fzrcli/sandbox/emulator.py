@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -324,6 +325,8 @@ def serve(scenario: dict | str | Path, port: int = 0) -> None:
     sandbox = Sandbox(scenario).start(port)
     for name, value in sandbox.env().items():
         print(f"export {name}={shlex.quote(value)}", flush=True)
+    # stdout stays eval-able; the note for people goes to stderr
+    print(f"sandbox listening on {sandbox.url}; Ctrl-C stops it", file=sys.stderr)
     try:
         wait_for_interrupt()
     finally:
