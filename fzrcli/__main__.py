@@ -1,3 +1,3 @@
-from fzrcli.cli import main
+from fzrcli.main import main
 
 main()

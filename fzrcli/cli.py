@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import typer
 
 from fzrcli import output
-from fzrcli.errors import FzrError
 
 app = typer.Typer(
     help="Turn approved DingTalk co-owner requests into XBB CRM owners.",
@@ -168,14 +166,3 @@ def history(
 
     raise typer.Exit(run_history(request, format))
 # --- end report and history ---
-
-
-def main() -> None:
-    try:
-        app()
-    except FzrError as error:
-        output.warn(str(error))
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        output.warn("interrupted; what was committed stays, the next pass resumes")
-        sys.exit(130)

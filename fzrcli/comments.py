@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed, wait
 
 from fzrcli.dingtalk import DingTalk
 from fzrcli.errors import Failure, ServiceError
@@ -21,6 +22,7 @@ from fzrcli.store import (ALREADY_OWNER, AMBIGUOUS, ASSIGNED, COMMENT_DUE, COMME
 log = logging.getLogger(__name__)
 
 LIMIT = 1024  # DingTalk refuses longer comment texts
+IN_FLIGHT = 8
 PREFIX = "【fzr】"
 FIELD_NAMES = {
     "customers": "客户名称", "new_owner": "需添加的负责人",
@@ -117,29 +119,50 @@ def queue_comment(store: Store, instance_id: str, enabled: bool) -> None:
 
 
 def post_due_comments(store: Store, dingtalk: DingTalk, user_id: str) -> int:
-    """Post every comment that is due; returns how many were posted."""
-    posted = 0
-    for row in store.comments_due():
-        text = row["comment_text"] or compose_for(store, row)
-        if row["comment_state"] == COMMENT_SENDING and _already_there(
-                dingtalk, row["instance_id"], text, user_id):
-            store.set_comment(row["instance_id"], COMMENT_SENT, text)
-            continue
-        with store.transaction():
-            store.set_comment(row["instance_id"], COMMENT_SENDING, text)
-        try:
-            dingtalk.add_comment(row["instance_id"], text, user_id)
-        except ServiceError as error:
-            if error.kind is not Failure.PERMANENT:
-                raise
+    """Post every comment that is due, several at once under the QPS limiter; returns
+    how many were posted. Each is marked ``sending`` right before its call."""
+    posted, failure = 0, None
+    with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:
+        in_flight: dict = {}
+        for row in store.comments_due():
+            if failure:
+                break
+            text = row["comment_text"] or compose_for(store, row)
+            if row["comment_state"] == COMMENT_SENDING and _already_there(
+                    dingtalk, row["instance_id"], text, user_id):
+                store.set_comment(row["instance_id"], COMMENT_SENT, text)
+                continue
             with store.transaction():
-                store.set_comment(row["instance_id"], COMMENT_FAILED, error=error.detail)
-            log.warning("comment on %s refused: %s", row["instance_id"], error)
-            continue
-        with store.transaction():
-            store.set_comment(row["instance_id"], COMMENT_SENT, text)
-        posted += 1
+                store.set_comment(row["instance_id"], COMMENT_SENDING, text)
+            future = pool.submit(dingtalk.add_comment, row["instance_id"], text, user_id)
+            in_flight[future] = (row["instance_id"], text)
+            if len(in_flight) >= IN_FLIGHT:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    sent, error = _record_post(store, *in_flight.pop(future), future)
+                    posted, failure = posted + sent, failure or error
+        for future in as_completed(list(in_flight)):
+            sent, error = _record_post(store, *in_flight.pop(future), future)
+            posted, failure = posted + sent, failure or error
+    if failure:
+        raise failure
     return posted
+
+
+def _record_post(store: Store, instance_id: str, text: str, future):
+    """Record one finished post; a comment whose fate is unknown stays ``sending``."""
+    try:
+        future.result()
+    except ServiceError as error:
+        if error.kind is not Failure.PERMANENT:
+            return 0, error
+        with store.transaction():
+            store.set_comment(instance_id, COMMENT_FAILED, error=error.detail)
+        log.warning("comment on %s refused: %s", instance_id, error)
+        return 0, None
+    with store.transaction():
+        store.set_comment(instance_id, COMMENT_SENT, text)
+    return 1, None
 
 
 def compose_for(store: Store, row) -> str:

@@ -24,7 +24,7 @@ SERVICE = "dingtalk"
 PAGE_SIZE = 20  # the API refuses more with invalidMaxResults
 MAX_PAGES = 500  # 10,000 ids: the API's own cap per query loop
 TOKEN_MARGIN_MS = 300_000  # renew five minutes before expiry
-QPS_PER_API = 18.0  # the standard edition allows 20 per app per API
+QPS_PER_API = 19.0  # the standard edition allows 20 per app per API
 
 # v1.0 error codes and what they mean for fzr: (class, message for the operator).
 FATAL_CODES = {
@@ -56,6 +56,12 @@ THROTTLE_CODES = {
     "system.busy": 1.0,
     "systemBusy": 1.0,
 }
+# The fields of an instance that decisions rest on, with the types the API documents.
+INSTANCE_TYPES = {
+    "status": str, "result": str, "bizAction": str, "businessId": str,
+    "createTime": str, "finishTime": str, "formComponentValues": list,
+    "operationRecords": list,
+}
 PERMANENT_CODES = {
     "processInstanceIdError", "processInstanceNotExist", "aflowProcessInstNotExist",
     "invalidInstanceId", "aflowProcessInstCanNotBeExecuted",
@@ -80,7 +86,7 @@ class DingTalk:
         self.token_lock = threading.Lock()
         self.token: str | None = None
         self.token_expires_ms = 0
-        self.token_refusals = 0
+        self.token_renewals = 0
 
     # -- access token ---------------------------------------------------------------
 
@@ -108,33 +114,38 @@ class DingTalk:
         return token
 
     def _refused(self, refused: str) -> None:
-        """A token DingTalk says is invalid: renew it once; refusing a fresh one too
-        means something is wrong that retrying will not fix."""
+        """A token DingTalk says is invalid: renew it, unless a call in another thread
+        already has. Fresh tokens refused again and again mean something is wrong that
+        renewing will not fix."""
         with self.token_lock:
-            self.token_refusals += 1
-            if self.token_refusals > 2:
+            if self.token != refused:
+                return
+            self.token_renewals += 1
+            if self.token_renewals > 2:
                 raise ServiceError(SERVICE, "token", Failure.FATAL,
                                    "DingTalk keeps refusing fresh access tokens")
-            if self.token == refused:
-                self.store.forget_token()
-                self.token = None
-                self._new_token()
+            self.store.forget_token()
+            self.token = None
+            self._new_token()
 
     # -- calls ----------------------------------------------------------------------
 
     def call(self, method: str, path: str, api: str, *, body: dict | None = None,
-             params: dict | None = None) -> dict:
+             params: dict | None = None, idempotent: bool = True) -> dict:
         """One metered v1.0 call with pacing, bounded retries and one token renewal."""
-        for _ in range(2):
+        for attempt in range(2):
             token = self.access_token()
             try:
                 return call_with_retries(
                     lambda: self._exchange(method, path, api, body, params, token),
                     budget=self.budget, limiter=self._limiter(api), calls=self.calls,
+                    idempotent=idempotent,
                 )
             except ServiceError as error:
                 if error.kind is not Failure.TOKEN:
                     raise
+                if attempt:
+                    break  # renewing again would not help: the fresh one was refused
                 log.info("DingTalk refused the access token; renewing it")
                 self._refused(token)
         raise ServiceError(SERVICE, api, Failure.FATAL,
@@ -202,12 +213,19 @@ class DingTalk:
         if not isinstance(result, dict):
             raise ServiceError(SERVICE, "instances.get", Failure.RETRY,
                                "answer has no instance object")
+        mistyped = [key for key, kind in INSTANCE_TYPES.items()
+                    if result.get(key) is not None and not isinstance(result[key], kind)]
+        if mistyped:
+            # Read anyway, an approval could pass for running or for an invalid form.
+            raise ServiceError(SERVICE, "instances.get", Failure.RETRY,
+                               f"answer has mistyped {', '.join(mistyped)}")
         return result
 
     def add_comment(self, instance_id: str, text: str, user_id: str) -> None:
         body = {"processInstanceId": instance_id, "text": text, "commentUserId": user_id}
+        # No idempotency key: a comment whose answer was lost is looked for, not resent.
         self.call("POST", "/v1.0/workflow/processInstances/comments", "comments.add",
-                  body=body)
+                  body=body, idempotent=False)
 
 
 def _listing_broken(why: str) -> ServiceError:
@@ -251,11 +269,11 @@ def decode_v1(reply: Reply, api: str) -> dict:
         answer = None
     if isinstance(answer, dict) and "punish" in answer:
         raise _ip_ban(api, reply.status)
+    if answer is None and reply.status < 500 and reply.body.lstrip()[:1] == b"<":
+        raise _ip_ban(api, reply.status)
     if reply.status == 200:
         if isinstance(answer, dict):
             return answer
-        if reply.body.lstrip()[:1] == b"<":
-            raise _ip_ban(api, reply.status)
         raise ServiceError(SERVICE, api, Failure.RETRY, "answer is not a JSON object",
                            status=200, request_id=request_id)
     return _raise_error(reply, api, answer if isinstance(answer, dict) else {}, request_id)

@@ -22,7 +22,7 @@ from fzrcli.xbb import Customer, Xbb
 
 log = logging.getLogger(__name__)
 
-GROUP_SIZE = 50  # customers per distribution call; XBB's cap is unknown
+GROUP_SIZE = 100  # customers per distribution call; XBB's cap is unknown
 MAX_ATTEMPTS = 5
 HALT_KEY = "writes_halted"
 APPENDS_KEY = "distribution_appends"  # seen adding an owner while keeping the others
@@ -226,6 +226,7 @@ class OwnerWork:
         return []
 
     def _retry_later(self, item: Item, error: ServiceError) -> None:
+        self.result.error = error  # the pass must not look finished
         if item.attempts >= MAX_ATTEMPTS:
             self._finish(item, FAILED, f"gave up after {item.attempts} attempts: "
                          f"{error.detail}")

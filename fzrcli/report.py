@@ -27,13 +27,19 @@ from fzrcli.store import (
     NOT_FOUND, AMBIGUOUS, PENDING, WRITING, Store,
 )
 from fzrcli.timeutil import (
-    RELATIVE, iso_to_ms, now_ms, parse_since, resolve_day, start_of_day_ms, utc_iso,
+    DAY_MS, RELATIVE, iso_to_ms, now_ms, parse_since, resolve_day, start_of_day_ms, utc_iso,
 )
 
 FORMATS = ("table", "json", "csv", "markdown")
 JSON_VERSION = 1
+JSON_LINE = json.JSONEncoder(ensure_ascii=False)  # one encoder for many small values
 TABLE_ROWS = 500  # a terminal table beyond this is unreadable; csv lists them all
 MARKDOWN_LIMIT = 5000  # the robot refuses longer markdown
+STATE_WORDS = {
+    "active": "in progress", "done": "done", "refused": "refused",
+    "terminated": "withdrawn", "canceled": "canceled", "invalid": "invalid",
+    "gone": "deleted",
+}
 STATUS_WORDS = {
     ASSIGNED: "assigned", ALREADY_OWNER: "already owner", NOT_FOUND: "not found",
     AMBIGUOUS: "ambiguous", "unverified": "unverified", "failed": "failed",
@@ -131,16 +137,11 @@ def read_only(path: Path) -> Iterator[sqlite3.Connection]:
     if not path.exists():
         raise FzrError(f"no state file at {path} yet; the first fzr sync creates it")
     _ensure_schema(path)
+    db = _connect_read_only(path)
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
-                             isolation_level=None)
-        db.row_factory = sqlite3.Row
         # One read transaction: every figure and list comes from the same snapshot,
-        # however a concurrent pass moves on meanwhile.
+        # however far a concurrent pass moves on meanwhile.
         db.execute("BEGIN")
-    except sqlite3.Error as exc:
-        raise FzrError(f"cannot read state file {path}: {exc}") from None
-    try:
         yield db
     except sqlite3.DatabaseError as exc:
         raise FzrError(f"cannot read state file {path}: {exc}") from None
@@ -148,14 +149,25 @@ def read_only(path: Path) -> Iterator[sqlite3.Connection]:
         db.close()
 
 
-def _ensure_schema(path: Path) -> None:
-    """A state file from an older fzr is upgraded first, the way every command does."""
+def _connect_read_only(path: Path) -> sqlite3.Connection:
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        db.close()
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
+                             isolation_level=None)
+        db.row_factory = sqlite3.Row
+        return db
     except sqlite3.Error as exc:
         raise FzrError(f"cannot read state file {path}: {exc}") from None
+
+
+def _ensure_schema(path: Path) -> None:
+    """A state file from an older fzr is upgraded first, as every command does."""
+    db = _connect_read_only(path)
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise FzrError(f"cannot read state file {path}: {exc}") from None
+    finally:
+        db.close()
     if version != len(MIGRATIONS):
         Store(path).close()
 
@@ -163,8 +175,9 @@ def _ensure_schema(path: Path) -> None:
 @dataclass
 class Usage:
     month: str
+    month_start_ms: int
+    month_end_ms: int
     as_of_ms: int
-    elapsed: float
     runs: int
     metered: int
     quota: int
@@ -173,8 +186,17 @@ class Usage:
     xbb_writes: int
 
     @property
+    def elapsed(self) -> float:
+        spent = self.as_of_ms - self.month_start_ms
+        return max(0.0, spent / (self.month_end_ms - self.month_start_ms))
+
+    @property
     def projected(self) -> int | None:
-        return round(self.metered / self.elapsed) if self.elapsed > 0 else None
+        """Linear month-end projection; none in the first day, when a few calls
+        would project wildly."""
+        if self.as_of_ms - self.month_start_ms < DAY_MS:
+            return None
+        return round(self.metered / self.elapsed)
 
 
 @dataclass
@@ -249,23 +271,24 @@ def _count_items(db: sqlite3.Connection, bounds: tuple, summary: Summary) -> Non
 def month_usage(db: sqlite3.Connection, period: Period, quota: int) -> Usage:
     """Calls in the calendar month (in the report's zone) holding the period's end,
     counted up to that end or now, whichever is earlier."""
-    as_of = min(period.end_ms, now_ms())
+    now = now_ms()
+    as_of = min(period.end_ms, now)
     moment = datetime.fromtimestamp((as_of - 1) / 1000, period.zone)
     first = moment.date().replace(day=1)
     following = (first + timedelta(days=32)).replace(day=1)
-    start, end = start_of_day_ms(first, period.zone), start_of_day_ms(following,
-                                                                      period.zone)
+    start = start_of_day_ms(first, period.zone)
+    end = start_of_day_ms(following, period.zone)
     row = db.execute(
         "SELECT COUNT(*) AS runs, TOTAL(dingtalk_metered) AS metered, "
         "TOTAL(dingtalk_calls) AS dingtalk, TOTAL(xbb_calls) AS xbb, "
         "TOTAL(xbb_writes) AS writes FROM runs WHERE started_at >= ? AND started_at < ?",
-        (utc_iso(start), utc_iso(as_of)),
+        (utc_iso(start), utc_iso(period.end_ms if period.end_ms <= now else end)),
     ).fetchone()
     return Usage(
-        month=f"{first:%Y-%m}", as_of_ms=as_of,
-        elapsed=max(0.0, (as_of - start) / (end - start)), runs=row["runs"],
-        metered=int(row["metered"]), quota=quota, dingtalk_calls=int(row["dingtalk"]),
-        xbb_calls=int(row["xbb"]), xbb_writes=int(row["writes"]),
+        month=f"{first:%Y-%m}", month_start_ms=start, month_end_ms=end, as_of_ms=as_of,
+        runs=row["runs"], metered=int(row["metered"]), quota=quota,
+        dingtalk_calls=int(row["dingtalk"]), xbb_calls=int(row["xbb"]),
+        xbb_writes=int(row["writes"]),
     )
 
 
@@ -276,7 +299,7 @@ def items_needing_human(db: sqlite3.Connection, period: Period) -> Iterator[sqli
         "SELECT i.id, i.instance_id, r.business_id, r.originator_id, i.customer, "
         "i.new_owner_id, i.status, i.reason, i.suggestion, i.finished_at, i.manual "
         "FROM items i JOIN requests r ON r.instance_id = i.instance_id "
-        f"WHERE i.finished_at >= ? AND i.finished_at < ? AND i.status IN ({marks}) "
+        f"WHERE i.finished_at >= ? AND i.finished_at < ? AND +i.status IN ({marks}) "
         "ORDER BY i.finished_at, i.status, i.id",
         (period.start, period.end, *NEEDS_HUMAN),
     )
@@ -394,7 +417,7 @@ def render_table(db: sqlite3.Connection, summary: Summary) -> None:
 
 
 def _decided_rows(summary: Summary) -> list[list[str]]:
-    rows = [[state, _n(summary.decided[state])] for state in FINISHED]
+    rows = [[STATE_WORDS[s], _n(summary.decided[s])] for s in FINISHED]
     rows.append(["total", _n(sum(summary.decided.values()))])
     if summary.manual_requests:
         rows.append(["manual (fzr assign)", _n(summary.manual_requests)])
@@ -508,7 +531,7 @@ def _stream_json(out, values: Iterator[dict]) -> None:
     separator = "\n    "
     wrote = False
     for value in values:
-        out.write(separator + json.dumps(value, ensure_ascii=False))
+        out.write(separator + JSON_LINE.encode(value))
         separator, wrote = ",\n    ", True
     if wrote:
         out.write("\n  ")
@@ -644,7 +667,8 @@ def markdown(db: sqlite3.Connection, summary: Summary,
 
 
 def _markdown_head(summary: Summary) -> list[str]:
-    decided = ", ".join(f"{n:,} {s}" for s, n in summary.decided.most_common() if n)
+    decided = ", ".join(f"{summary.decided[s]:,} {STATE_WORDS[s]}" for s in FINISHED
+                        if summary.decided[s])
     finished = ", ".join(f"{summary.finished[s]:,} {STATUS_WORDS[s]}"
                          for s in FINAL_ITEM if summary.finished[s])
     manual = sum(summary.manual_items.values())

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from fzrcli.errors import Failure, ServiceError
 
@@ -155,33 +154,57 @@ def call_with_retries(
     attempts: int = 4,
     limiter: RateLimiter | None = None,
     calls: CallLog | None = None,
+    idempotent: bool = True,
 ) -> T:
     """Run ``fn`` again on RETRY-class failures: exponential backoff with full jitter,
-    at least the service's own ``retry_after``, never past the pass budget."""
+    at least the service's own ``retry_after``, never past the pass budget.
 
-    def wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        floor = getattr(error, "retry_after", None) or 0.0
-        backoff = random.uniform(0, min(8.0, 0.5 * 2 ** (state.attempt_number - 1)))
-        delay = max(floor, backoff)
-        if floor and limiter:
-            limiter.penalise(floor)
-        if delay >= budget.remaining():
-            raise error
-        return delay
+    A write without an idempotency key passes ``idempotent=False``: then only a
+    throttle answer, which proves the call was refused, is retried. A lost or garbled
+    answer may hide a write that happened, so the caller checks before writing again.
+    """
 
     def retryable(error: BaseException) -> bool:
-        if isinstance(error, ServiceError) and error.kind is Failure.RETRY:
-            log.debug("retrying after: %s", error)
-            if calls and error.retry_after:
-                calls.record_throttle()
-            return not budget.spent()
-        return False
+        if not idempotent and not getattr(error, "retry_after", None):
+            return False
+        return _retryable(error, budget, calls)
+
+    try:
+        return fn()
+    except ServiceError as error:
+        if attempts <= 1 or not retryable(error):
+            raise
+        time.sleep(_delay(error, 1, budget, limiter))
+    # tenacity is loaded only once something failed: an idle pass never needs it.
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
     retrying = Retrying(
         retry=retry_if_exception(retryable),
-        stop=stop_after_attempt(attempts),
-        wait=wait,
+        stop=stop_after_attempt(attempts - 1),
+        wait=lambda state: _delay(state.outcome.exception(), state.attempt_number + 1,
+                                  budget, limiter),
         reraise=True,
     )
     return retrying(fn)
+
+
+def _retryable(error: BaseException, budget: Budget, calls: CallLog | None) -> bool:
+    if not isinstance(error, ServiceError) or error.kind is not Failure.RETRY:
+        return False
+    log.debug("retrying after: %s", error)
+    if calls and error.retry_after:
+        calls.record_throttle()
+    return not budget.spent()
+
+
+def _delay(error: BaseException, attempt: int, budget: Budget,
+           limiter: RateLimiter | None) -> float:
+    """How long to wait before attempt ``attempt + 1``; gives up (re-raising) when the
+    wait would run past the pass budget."""
+    floor = getattr(error, "retry_after", None) or 0.0
+    delay = max(floor, random.uniform(0, min(8.0, 0.5 * 2 ** (attempt - 1))))
+    if floor and limiter:
+        limiter.penalise(floor)
+    if delay >= budget.remaining():
+        raise error
+    return delay

@@ -35,6 +35,7 @@ GONE_CODES = {100001: "the customer no longer exists", 100404: "unknown customer
 FATAL_CODES = {100012: "the CRM rejected the credentials (login expired); check "
                "FZR_XBB_TOKEN and FZR_XBB_CORPID"}
 THROTTLE_WORDS = ("频繁", "限流", "too many", "rate limit")
+PERMISSION_WORDS = ("权限", "permission")  # the no-permission code is unknown too
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,11 @@ class Xbb:
             self.calls.record(SERVICE, api, metered=False)
             return self._decode(reply, api)
 
-        if write:
-            # A write is never resent blindly: the caller re-reads owners instead.
-            return exchange()
-        return call_with_retries(exchange, budget=self.budget, limiter=self.reads,
-                                 calls=self.calls)
+        # A write is resent only when the CRM throttled it; after any other failure
+        # the caller re-reads the owners instead.
+        return call_with_retries(exchange, budget=self.budget,
+                                 limiter=self.writes if write else self.reads,
+                                 calls=self.calls, idempotent=not write)
 
     def _decode(self, reply: Reply, api: str) -> dict:
         first = not self.first_call_done
@@ -89,6 +90,8 @@ class Xbb:
         if reply.status != 200:
             raise ServiceError(SERVICE, api, Failure.RETRY, "CRM gateway error",
                                status=reply.status)
+        if reply.body.lstrip()[:1] == b"<":
+            raise _banned(api)
         try:
             answer = json.loads(reply.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -97,8 +100,7 @@ class Xbb:
         if not isinstance(answer, dict):
             raise ServiceError(SERVICE, api, Failure.RETRY, "CRM answer is not an object")
         if "punish" in answer:
-            raise ServiceError(SERVICE, api, Failure.FATAL,
-                               "the CRM blocked this IP for a while; the next pass resumes")
+            raise _banned(api)
         if answer.get("code") == 1 and answer.get("success") is True:
             result = answer.get("result")
             return result if isinstance(result, dict) else {}
@@ -113,6 +115,12 @@ class Xbb:
         if code in FATAL_CODES:
             raise ServiceError(SERVICE, api, Failure.FATAL, FATAL_CODES[code],
                                code=str(code))
+        if any(word in message.lower() for word in PERMISSION_WORDS):
+            raise ServiceError(
+                SERVICE, api, Failure.FATAL,
+                f"the CRM operator FZR_XBB_USER_ID lacks a permission: {label}; grant "
+                "it in XBB (nothing was marked failed)", code=str(code),
+            )
         if first:
             # The codes for a bad sign, token or corpid are unknown; a refusal of the
             # very first call is almost always one of them.
@@ -121,8 +129,9 @@ class Xbb:
                 f"the CRM refused the first call of the pass: {label}; check "
                 "FZR_XBB_TOKEN, FZR_XBB_CORPID and FZR_XBB_USER_ID", code=str(code),
             )
+        gone = GONE_CODES.get(code)
         raise ServiceError(SERVICE, api, Failure.PERMANENT,
-                           GONE_CODES.get(code, message) or label, code=str(code))
+                           f"{gone}: {label}" if gone else label, code=str(code))
 
     # -- reads ----------------------------------------------------------------------
 
@@ -280,6 +289,12 @@ def _probes(name: str) -> list[str]:
             break
     probes = [name, core, core[:4], core[:2]]
     return [p for i, p in enumerate(probes) if len(p) >= 2 and p not in probes[:i]]
+
+
+def _banned(api: str) -> ServiceError:
+    return ServiceError(SERVICE, api, Failure.FATAL,
+                        "the CRM answered with a block page (this IP is likely banned "
+                        "for a while); the pass stopped and the next one resumes")
 
 
 def _shape(api: str, what: str) -> ServiceError:

@@ -39,7 +39,7 @@ class Fzr:
 
     def __call__(self, *args: str, **extra_env: str) -> Run:
         """In-process run of the real entry point, stdout and stderr kept apart."""
-        from fzrcli import cli
+        from fzrcli import main
 
         env = {**self.env, **extra_env}
         out, err = io.StringIO(), io.StringIO()
@@ -52,7 +52,7 @@ class Fzr:
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 try:
-                    cli.main()
+                    main.main()
                 except SystemExit as exit_:
                     code = exit_.code if isinstance(exit_.code, int) else 1
         finally:
