@@ -117,7 +117,6 @@ class Transport:
     def session(self) -> requests.Session:
         if not hasattr(self.local, "session"):
             self.local.session = requests.Session()
-            self.local.session.trust_env = False
         return self.local.session
 
     def send(
@@ -134,6 +133,7 @@ class Transport:
         if self.budget.spent():
             raise ServiceError(self.service, api, Failure.RETRY, "pass time budget spent")
         read_timeout = min(self.timeout[1], max(1.0, self.budget.remaining()))
+        started = time.monotonic()
         try:
             response = self.session().request(
                 method, url, params=params, data=body, headers=headers,
@@ -144,6 +144,9 @@ class Transport:
             raise ServiceError(
                 self.service, api, Failure.RETRY, f"network error ({type(exc).__name__})"
             ) from None
+        log.debug("%s %s %s: HTTP %s in %.0f ms %s", self.service, method, api,
+                  response.status_code, (time.monotonic() - started) * 1000,
+                  response.headers.get("x-acs-request-id", ""))
         return Reply(response.status_code, dict(response.headers), response.content)
 
 
