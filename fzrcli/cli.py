@@ -136,14 +136,14 @@ def report(
         False, "--send", help="Post the markdown report to the DingTalk group robot "
         "(FZR_ROBOT_WEBHOOK, FZR_ROBOT_SECRET)."),
 ) -> None:
-    """Summarise a period: requests decided, items finished, what needs a human, and
-    the month's API usage against FZR_MONTHLY_QUOTA.
+    """Summarise a period: requests decided, items finished, what needs a
+    human, and this month's API use against FZR_MONTHLY_QUOTA.
 
-    Reads only the state file (FZR_DB) and runs beside a sync pass. With --send it
-    posts the markdown version to the group robot and prints one line, or the report
-    in --format when that is given too.
-    Exit codes: 0 done, 1 the state file is unreadable or the robot refused or could
-    not take the message (stderr says which), 2 bad settings or options.
+    Reads only the state file (FZR_DB), so it runs beside a sync pass.
+    --send posts the markdown report to the group robot (at most 20 a
+    minute) and prints one line, or the report in --format if given.
+    Exit codes: 0 done, 1 no readable state file or the robot did not
+    take the message (stderr says why), 2 bad settings or options.
     """
     from fzrcli.report import run_report
 
@@ -157,9 +157,10 @@ def history(
 ) -> None:
     """Show everything fzr knows and did about one approval request.
 
-    The request's facts, its events in order, each item with its attempts and
+    REQUEST is its instance id or its business id (审批编号). Shows the
+    request's facts, its events in order, each item with its attempts and
     outcome, and the comment posted back; times in FZR_TIMEZONE.
-    Exit codes: 0 shown, 1 the state file is unreadable, 2 bad options,
+    Exit codes: 0 shown, 1 no readable state file, 2 bad options,
     4 no such request in the state file.
     """
     from fzrcli.history import run_history

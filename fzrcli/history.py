@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from fzrcli import output
@@ -60,21 +61,31 @@ def find_request(db: sqlite3.Connection, key: str) -> sqlite3.Row | None:
     ).fetchone()
 
 
-# -- text -------------------------------------------------------------------------------
+# -- text ------------------------------------------------------------------------------
 
 
 def show_text(request: sqlite3.Row, items: list, events: list, zone: ZoneInfo) -> None:
     output.table("request", ["fact", "value"], request_facts(request, zone))
-    output.table("events", ["when", "what", "detail"],
-                 [[_local(e["at"], zone), e["kind"], e["detail"] or ""] for e in events])
+    output.table(f"events (times in {zone.key})", ["when", "what", "detail"],
+                 [[_short(e["at"], zone), e["kind"], e["detail"] or ""]
+                  for e in events])
     if items:
-        output.table("items", ["#", "customer", "new owner", "status", "attempts",
-                               "reason", "suggestion", "dataId", "owners before",
-                               "owners after", "finished"],
+        # Two narrower tables: eleven columns fold into an unreadable terminal grid.
+        output.table(f"items (times in {zone.key})",
+                     ["#", "customer", "new owner", "status", "attempts", "dataId",
+                      "finished"],
                      [_item_row(item, zone) for item in items])
+        output.table("item outcomes", ["#", "reason", "suggestion", "owners before",
+                                       "owners after"],
+                     [_outcome_row(item) for item in items])
     else:
         output.say("no items: fzr made no CRM work of this request")
     output.table("comment", ["fact", "value"], comment_facts(request, zone))
+    if request["comment_text"]:
+        # Printed apart from the table, which would fold its lines into one.
+        output.say("comment text:")
+        output.say("\n".join(f"  {line}" for line in
+                              request["comment_text"].splitlines()))
 
 
 def request_facts(request: sqlite3.Row, zone: ZoneInfo) -> list[list[str]]:
@@ -100,8 +111,7 @@ def comment_facts(request: sqlite3.Row, zone: ZoneInfo) -> list[list[str]]:
     if not request["comment_state"]:
         return [["state", "none (no comment due)"]]
     facts = [["state", request["comment_state"]],
-             ["when", _local(request["comment_at"], zone)],
-             ["text", request["comment_text"] or "-"]]
+             ["when", _local(request["comment_at"], zone)]]
     if request["comment_error"]:
         facts.append(["error", request["comment_error"]])
     return facts
@@ -112,10 +122,16 @@ def _item_row(item: sqlite3.Row, zone: ZoneInfo) -> list[str]:
     return [
         str(item["id"]), item["customer"], item["new_owner_id"],
         status + (" (manual)" if item["manual"] else ""), str(item["attempts"]),
-        item["reason"] or "", suggestion_text(item["status"], item["suggestion"]),
         str(item["data_id"]) if item["data_id"] is not None else "-",
+        _short(item["finished_at"], zone),
+    ]
+
+
+def _outcome_row(item: sqlite3.Row) -> list[str]:
+    return [
+        str(item["id"]), item["reason"] or "",
+        suggestion_text(item["status"], item["suggestion"]),
         _owners(item["owners_before"]), _owners(item["owners_after"]),
-        _local(item["finished_at"], zone),
     ]
 
 
@@ -130,6 +146,13 @@ def _local(text: str | None, zone: ZoneInfo) -> str:
     return local_text(iso_to_ms(text), zone) if text else "-"
 
 
+def _short(text: str | None, zone: ZoneInfo) -> str:
+    """A stored time in a table whose title names the zone."""
+    if not text:
+        return "-"
+    return f"{datetime.fromtimestamp(iso_to_ms(text) / 1000, zone):%Y-%m-%d %H:%M:%S}"
+
+
 def _json_list(raw: str | None) -> list | None:
     try:
         value = json.loads(raw) if raw else None
@@ -138,7 +161,7 @@ def _json_list(raw: str | None) -> list | None:
     return value if isinstance(value, list) else None
 
 
-# -- json -------------------------------------------------------------------------------
+# -- json ------------------------------------------------------------------------------
 
 
 def history_json(request: sqlite3.Row, items: list, events: list,

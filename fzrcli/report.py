@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sqlite3
 import sys
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Iterator
@@ -27,7 +29,8 @@ from fzrcli.store import (
     NOT_FOUND, AMBIGUOUS, PENDING, WRITING, Store,
 )
 from fzrcli.timeutil import (
-    DAY_MS, RELATIVE, iso_to_ms, now_ms, parse_since, resolve_day, start_of_day_ms, utc_iso,
+    DAY_MS, RELATIVE, iso_to_ms, now_ms, parse_since, resolve_day, start_of_day_ms,
+    utc_iso,
 )
 
 FORMATS = ("table", "json", "csv", "markdown")
@@ -35,6 +38,7 @@ JSON_VERSION = 1
 JSON_LINE = json.JSONEncoder(ensure_ascii=False)  # one encoder for many small values
 TABLE_ROWS = 500  # a terminal table beyond this is unreadable; csv lists them all
 MARKDOWN_LIMIT = 5000  # the robot refuses longer markdown
+SHORT_LIST = 10  # lines per secondary list in the markdown report
 STATE_WORDS = {
     "active": "in progress", "done": "done", "refused": "refused",
     "terminated": "withdrawn", "canceled": "canceled", "invalid": "invalid",
@@ -49,7 +53,7 @@ CSV_COLUMNS = ["business_id", "instance_id", "requester", "customer", "new_owner
                "status", "reason", "suggestion", "finished", "manual"]
 
 
-# -- the period -------------------------------------------------------------------------
+# -- the period ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ def _until_ms(text: str, zone: ZoneInfo) -> int:
     return start_of_day_ms(day + timedelta(days=1), zone)
 
 
-# -- reading the store ------------------------------------------------------------------
+# -- reading the store -----------------------------------------------------------------
 
 
 @contextmanager
@@ -236,7 +240,8 @@ def summarise(db: sqlite3.Connection, period: Period, quota: int) -> Summary:
 def _count_requests(db: sqlite3.Connection, bounds: tuple, summary: Summary) -> None:
     rows = db.execute(
         "SELECT originator_id, state, manual, COUNT(*) AS n FROM requests "
-        "WHERE decided_at >= ? AND decided_at < ? GROUP BY originator_id, state, manual",
+        "WHERE decided_at >= ? AND decided_at < ? "
+        "GROUP BY originator_id, state, manual",
         bounds,
     )
     for row in rows:
@@ -281,7 +286,8 @@ def month_usage(db: sqlite3.Connection, period: Period, quota: int) -> Usage:
     row = db.execute(
         "SELECT COUNT(*) AS runs, TOTAL(dingtalk_metered) AS metered, "
         "TOTAL(dingtalk_calls) AS dingtalk, TOTAL(xbb_calls) AS xbb, "
-        "TOTAL(xbb_writes) AS writes FROM runs WHERE started_at >= ? AND started_at < ?",
+        "TOTAL(xbb_writes) AS writes FROM runs "
+        "WHERE started_at >= ? AND started_at < ?",
         (utc_iso(start), utc_iso(period.end_ms if period.end_ms <= now else end)),
     ).fetchone()
     return Usage(
@@ -292,7 +298,8 @@ def month_usage(db: sqlite3.Connection, period: Period, quota: int) -> Usage:
     )
 
 
-def items_needing_human(db: sqlite3.Connection, period: Period) -> Iterator[sqlite3.Row]:
+def items_needing_human(db: sqlite3.Connection,
+                        period: Period) -> Iterator[sqlite3.Row]:
     # Ordered like the items_finished index, so SQLite streams rows without sorting.
     marks = ",".join("?" * len(NEEDS_HUMAN))
     yield from db.execute(
@@ -340,7 +347,7 @@ def _candidate(value: object) -> str:
     return str(value)
 
 
-# -- the command ------------------------------------------------------------------------
+# -- the command -----------------------------------------------------------------------
 
 
 def run_report(day: str | None, since: str | None, until: str | None,
@@ -355,11 +362,20 @@ def run_report(day: str | None, since: str | None, until: str | None,
     with read_only(settings.db_path) as db:
         summary = summarise(db, period, settings.monthly_quota)
         if chosen or not send:
-            RENDERERS[chosen or "table"](db, summary)
+            _render(RENDERERS[chosen or "table"], db, summary)
         text = markdown(db, summary) if send else ""
     if send:
         send_report(settings, summary, text, confirm=chosen is None)
     return 0
+
+
+def _render(renderer, db: sqlite3.Connection, summary: Summary) -> None:
+    try:
+        renderer(db, summary)
+    except BrokenPipeError:
+        # The reader (head, a pager) stopped early; that is not the report failing.
+        # Later writes and the flush at exit go to /dev/null instead of raising.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _format(fmt: str | None) -> str | None:
@@ -394,7 +410,7 @@ def title(summary: Summary) -> str:
     return f"fzr report {summary.period.label}"
 
 
-# -- table and plain text ---------------------------------------------------------------
+# -- table and plain text --------------------------------------------------------------
 
 
 def render_table(db: sqlite3.Connection, summary: Summary) -> None:
@@ -438,20 +454,21 @@ def _table_needing_human(db: sqlite3.Connection, summary: Summary) -> None:
     if not summary.needs_human:
         output.say("nothing needs a human in this period")
         return
-    rows = []
-    for row in items_needing_human(db, summary.period):
-        if len(rows) == TABLE_ROWS:
-            break
-        rows.append([row["business_id"] or row["instance_id"], _who(row),
-                     row["customer"], row["new_owner_id"],
-                     _status(row["status"]) + (" (manual)" if row["manual"] else ""),
-                     row["reason"] or "", suggestion_text(row["status"], row["suggestion"])])
-    output.table(f"need a human ({summary.needs_human})",
+    listed = islice(items_needing_human(db, summary.period), TABLE_ROWS)
+    rows = [_human_cells(row) for row in listed]
+    output.table(f"need a human ({summary.needs_human:,})",
                  ["request", "requester", "customer", "new owner", "status", "reason",
                   "suggestion"], rows)
     if summary.needs_human > len(rows):
-        output.say(f"... {summary.needs_human - len(rows)} more; "
+        output.say(f"... {summary.needs_human - len(rows):,} more; "
                    "fzr report --format csv lists them all")
+
+
+def _human_cells(row: sqlite3.Row) -> list[str]:
+    return [row["business_id"] or row["instance_id"], _who(row), row["customer"],
+            row["new_owner_id"],
+            _status(row["status"]) + (" (manual)" if row["manual"] else ""),
+            row["reason"] or "", suggestion_text(row["status"], row["suggestion"])]
 
 
 def _table_invalid(db: sqlite3.Connection, summary: Summary) -> None:
@@ -510,19 +527,17 @@ def _n(number: int) -> str:
     return f"{number:,}"
 
 
-# -- json -------------------------------------------------------------------------------
+# -- json ------------------------------------------------------------------------------
 
 
 def render_json(db: sqlite3.Connection, summary: Summary) -> None:
     """The layout in docs/report-json.md; the item lists are streamed, not built."""
     head = json.dumps(json_head(summary), ensure_ascii=False, indent=2)
-    out = sys.stdout
+    out, period = sys.stdout, summary.period
     out.write(head[: head.rindex("}")].rstrip() + ',\n  "needs_human": [')
-    _stream_json(out, (_human_json(row) for row in items_needing_human(db,
-                                                                         summary.period)))
+    _stream_json(out, (_human_json(row) for row in items_needing_human(db, period)))
     out.write('],\n  "invalid_requests": [')
-    _stream_json(out, (_invalid_json(row) for row in invalid_requests(db,
-                                                                        summary.period)))
+    _stream_json(out, (_invalid_json(row) for row in invalid_requests(db, period)))
     out.write("]\n}\n")
     out.flush()
 
@@ -600,7 +615,7 @@ def _invalid_json(row: sqlite3.Row) -> dict:
             "decided_at": row["decided_at"]}
 
 
-# -- csv --------------------------------------------------------------------------------
+# -- csv -------------------------------------------------------------------------------
 
 
 def render_csv(db: sqlite3.Connection, summary: Summary) -> None:
@@ -624,11 +639,11 @@ def _local_iso(text: str | None, zone: ZoneInfo) -> str:
     return f"{datetime.fromtimestamp(iso_to_ms(text) / 1000, zone):%Y-%m-%d %H:%M}"
 
 
-# -- markdown ---------------------------------------------------------------------------
+# -- markdown --------------------------------------------------------------------------
 
 
 class Fitter:
-    """Markdown kept under the robot's limit: whole lines, and a count of what was cut."""
+    """Whole lines kept under a character limit, newlines counted."""
 
     def __init__(self, limit: int):
         self.limit = limit
@@ -648,21 +663,29 @@ class Fitter:
 
 def markdown(db: sqlite3.Connection, summary: Summary,
              limit: int = MARKDOWN_LIMIT) -> str:
-    """The report for mail and the robot; lists are cut to fit ``limit`` characters,
-    the counts above them always stay."""
-    fitter = Fitter(limit)
+    """The report for mail and the robot, at most ``limit`` characters: the counts
+    always, the short lists below them, and as many items needing a human as the room
+    left allows, with a count of the rest."""
+    period = summary.period
+    tail = [
+        *_short_list("Invalid requests", summary.invalid,
+                     (_invalid_line(row) for row in invalid_requests(db, period))),
+        *_short_list("By requester", len(summary.requesters),
+                     (_requester_line(w, t) for w, t in _ordered(summary.requesters))),
+        *_short_list("By new owner", len(summary.owners),
+                     (_owner_line(w, t) for w, t in _ordered(summary.owners))),
+    ]
+    fitter = Fitter(limit - sum(len(line) + 1 for line in tail))
     for line in _markdown_head(summary):
         fitter.add(line)
-    period = summary.period
     _markdown_list(fitter, "Need a human", summary.needs_human,
                    (_human_line(row) for row in items_needing_human(db, period)),
                    "fzr report --format csv")
-    _markdown_list(fitter, "Invalid requests", summary.invalid,
-                   (_invalid_line(row) for row in invalid_requests(db, period)))
-    _markdown_list(fitter, "By requester", len(summary.requesters),
-                   (_requester_line(w, t) for w, t in _ordered(summary.requesters)))
-    _markdown_list(fitter, "By new owner", len(summary.owners),
-                   (_owner_line(w, t) for w, t in _ordered(summary.owners)))
+    fitter.limit = limit
+    for line in tail:
+        if not fitter.fits(line):
+            break
+        fitter.add(line)
     return fitter.text()
 
 
@@ -722,6 +745,15 @@ def _markdown_list(fitter: Fitter, name: str, total: int, lines: Iterator[str],
         shown += 1
     if shown < total:
         fitter.add(_more(total - shown, where))
+
+
+def _short_list(name: str, total: int, lines: Iterator[str],
+                where: str = "fzr report") -> list[str]:
+    if not total:
+        return []
+    shown = list(islice(lines, SHORT_LIST))
+    more = [_more(total - len(shown), where)] if total > len(shown) else []
+    return ["", f"##### {name} ({total:,})", *shown, *more]
 
 
 def _more(count: int, where: str) -> str:

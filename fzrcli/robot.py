@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 from urllib.parse import quote_plus
 
 from fzrcli.errors import Failure, FzrError, ServiceError
@@ -62,7 +63,8 @@ def sign(secret: str, timestamp_ms: int | str) -> str:
 
 def signed_url(webhook: str, secret: str, timestamp_ms: int) -> str:
     joiner = "&" if "?" in webhook else "?"
-    return f"{webhook}{joiner}timestamp={timestamp_ms}&sign={sign(secret, timestamp_ms)}"
+    signature = sign(secret, timestamp_ms)
+    return f"{webhook}{joiner}timestamp={timestamp_ms}&sign={signature}"
 
 
 def markdown_message(title: str, text: str) -> dict:
@@ -90,7 +92,7 @@ class Robot:
         log.info("robot message %r sent (%d characters)", title, len(text))
 
     def _post(self, body: bytes) -> None:
-        # Signed afresh for every attempt: DingTalk refuses a timestamp over an hour old.
+        # Signed afresh for every attempt: DingTalk refuses timestamps over an hour old.
         moment = now_ms()
         take_slot(self.store, moment)
         self.calls.record(SERVICE, API, metered=False)
@@ -106,15 +108,15 @@ def take_slot(store: Store, moment: int) -> None:
     with store.transaction():
         silent_until = int(store.get_state(SILENT_KEY, 0) or 0)
         if moment < silent_until:
-            wait = -(-(silent_until - moment) // 1000)
-            raise RobotPaced(f"the robot was throttled by DingTalk and stays silent for "
-                             f"another {wait} s; nothing sent")
+            wait = math.ceil((silent_until - moment) / 1000)
+            raise RobotPaced(f"the robot was throttled by DingTalk and stays silent "
+                             f"for another {wait} s; nothing sent")
         recent = [t for t in store.get_state(SENT_KEY, []) if t > moment - WINDOW_MS]
         if len(recent) >= PER_MINUTE:
-            wait = -(-(min(recent) + WINDOW_MS - moment) // 1000)
-            raise RobotPaced(f"the robot already took {PER_MINUTE} messages in the last "
-                             f"minute (DingTalk's limit; one more mutes it for 10 "
-                             f"minutes); nothing sent, try again in {wait} s")
+            wait = math.ceil((min(recent) + WINDOW_MS - moment) / 1000)
+            raise RobotPaced(f"the robot already took {PER_MINUTE} messages in the "
+                             f"last minute (DingTalk's limit; one more mutes it for "
+                             f"10 minutes); nothing sent, try again in {wait} s")
         store.set_state(SENT_KEY, recent + [moment])
 
 
@@ -124,7 +126,8 @@ def check_reply(reply: Reply, store: Store) -> None:
         raise ServiceError(SERVICE, API, Failure.RETRY, "robot unavailable",
                            status=reply.status)
     answer = _answer(reply)
-    code, message = str(answer.get("errcode", "")).strip(), str(answer.get("errmsg", ""))
+    code = str(answer.get("errcode", "")).strip()
+    message = str(answer.get("errmsg", ""))
     if code == "0":
         return
     if code in BUSY:
