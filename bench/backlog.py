@@ -109,11 +109,15 @@ class Timed:
 
 
 def run_fzr(env: dict, *args: str) -> Timed:
-    """Run fzr as cron would; wall time and this process's own peak RSS."""
+    """Run fzr as cron would; wall time and this process's own peak RSS. With
+    ``--variant MEANS`` first, through bench/variant.py with that means off."""
+    command = [sys.executable, "-m", "fzrcli", *args]
+    if args[:1] == ("--variant",):
+        command = [sys.executable, str(ROOT / "bench" / "variant.py"), args[1], "--",
+                   "sync"]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "fzrcli", *args], env=env,
-                                 stdout=out, stderr=err)
+        child = subprocess.Popen(command, env=env, stdout=out, stderr=err)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)
