@@ -3,7 +3,7 @@
 The report only reads the state file (no pass lock, no DingTalk or CRM settings), so it
 runs beside a sync pass. Figures come from SQL aggregates over the indexed time columns
 and the item lists are streamed, so a store of millions of items reports in
-constant memory. ``docs/report-json.md`` describes the JSON layout.
+constant memory. The README (“The JSON layout”) documents the JSON output.
 """
 
 from __future__ import annotations
