@@ -531,7 +531,7 @@ def _n(number: int) -> str:
 
 
 def render_json(db: sqlite3.Connection, summary: Summary) -> None:
-    """The layout in docs/report-json.md; the item lists are streamed, not built."""
+    """The layout in the README; the item lists are streamed, not built."""
     head = json.dumps(json_head(summary), ensure_ascii=False, indent=2)
     out, period = sys.stdout, summary.period
     out.write(head[: head.rindex("}")].rstrip() + ',\n  "needs_human": [')
