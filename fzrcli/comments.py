@@ -29,6 +29,8 @@ FIELD_NAMES = {
     "current_owner": "选择任意当前客户负责人", "form": "表单", "result": "审批结果",
 }
 HEADLINE_ORDER = (ASSIGNED, ALREADY_OWNER, NOT_FOUND, AMBIGUOUS, UNVERIFIED, FAILED)
+LINE_ORDER = (FAILED, NOT_FOUND, AMBIGUOUS, UNVERIFIED, ASSIGNED, ALREADY_OWNER)
+LINE_LIMIT = 200  # one customer's line, so one long name cannot crowd out the rest
 HEADLINE_WORDS = {
     ASSIGNED: "已添加", ALREADY_OWNER: "原已是负责人", NOT_FOUND: "未找到",
     AMBIGUOUS: "有重名", UNVERIFIED: "负责人不符", FAILED: "失败",
@@ -36,12 +38,14 @@ HEADLINE_WORDS = {
 
 
 def compose_result(items: list[Item], people: dict[str, str]) -> str:
-    """One line per item, with a headline of counts; summarised to fit 1,024 chars."""
+    """One line per item, with a headline of counts; summarised to fit 1,024 chars.
+    What the requester must act on comes first, so it survives the summarising."""
     counts = Counter(item.status for item in items)
     headline = PREFIX + "客户共管处理结果：" + "，".join(
         f"{HEADLINE_WORDS[s]} {counts[s]} 个" for s in HEADLINE_ORDER if counts[s])
-    lines = [_item_line(item, people) for item in items]
-    return _fit(headline, lines)
+    ordered = sorted(items, key=lambda item: LINE_ORDER.index(item.status)
+                     if item.status in LINE_ORDER else 0)
+    return _fit(headline, [_item_line(item, people) for item in ordered])
 
 
 def compose_invalid(field: str | None, reason: str | None) -> str:
@@ -79,18 +83,23 @@ def _suggestion(item: Item) -> list:
 
 
 def _fit(headline: str, lines: list[str]) -> str:
+    """Headline and as many whole lines as fit, then how many were left out."""
+    lines = [line if len(line) <= LINE_LIMIT else line[:LINE_LIMIT - 1] + "…"
+             for line in lines]
     text = "\n".join([headline, *lines])
     if len(text) <= LIMIT:
         return text
     kept: list[str] = []
     for line in lines:
-        line = line if len(line) <= 200 else line[:199] + "…"
-        tail = f"\n……另有 {len(lines) - len(kept) - 1} 项未列出，请联系管理员查看详情"
-        if len("\n".join([headline, *kept, line])) + len(tail) > LIMIT:
+        rest = len(lines) - len(kept) - 1
+        if len("\n".join([headline, *kept, line, _left_out(rest)])) > LIMIT:
             break
         kept.append(line)
-    rest = len(lines) - len(kept)
-    return "\n".join([headline, *kept]) + f"\n……另有 {rest} 项未列出，请联系管理员查看详情"
+    return "\n".join([headline, *kept, _left_out(len(lines) - len(kept))])[:LIMIT]
+
+
+def _left_out(count: int) -> str:
+    return f"……另有 {count} 项未列出，请联系管理员查看详情" if count else ""
 
 
 def people_in(raw_instance: str | None) -> dict[str, str]:

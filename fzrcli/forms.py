@@ -84,12 +84,20 @@ class ParsedRequest:
 
 
 class InvalidForm(Exception):
-    """The approval cannot be acted on; ``reason`` is meant for the admin."""
+    """The approval cannot be acted on; ``reason`` is meant for the admin.
 
-    def __init__(self, field: str, reason: str):
+    ``unmatched`` marks a field the settings cannot find on the form at all (no such id,
+    alias or label, or a label on several fields): a settings problem to fix, not the
+    requester's mistake.
+    """
+
+    def __init__(self, field: str, reason: str, unmatched: bool = False,
+                 present: str = ""):
         super().__init__(field, reason)
         self.field = field
         self.reason = reason
+        self.unmatched = unmatched
+        self.present = present
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}"
@@ -170,19 +178,26 @@ def name_key(text: str) -> str:
 
 
 def query_variants(name: str) -> list[str]:
-    """The distinct spellings worth an exact-match CRM query: as written, then NFKC.
+    """The distinct spellings worth an exact-match CRM query for one name.
 
-    CRM records were typed by hand in either width, so full-width "ＡＢＣ科技" is also
-    tried as "ABC科技". An empty name has nothing worth sending.
+    CRM records were typed by hand in either width, so besides the name as written it
+    is tried half-width (NFKC: "ＡＢＣ科技" → "ABC科技"), with full-width brackets and
+    commas as Chinese company names usually have them ("北京(中国)" → "北京（中国）"),
+    and fully full-width. An empty name has nothing worth sending.
     """
     written = clean_name(name)
     if not written:
         return []
 
-    compatible = clean_name(unicodedata.normalize("NFKC", written))
-    if compatible and compatible != written:
-        return [written, compatible]
-    return [written]
+    half = clean_name(unicodedata.normalize("NFKC", written))
+    variants = [written, half, half.translate(_WIDE_PUNCTUATION),
+                half.translate(_WIDE_ASCII)]
+    return [v for i, v in enumerate(variants) if v and v not in variants[:i]]
+
+
+# Half-width to full-width: Chinese names mix full-width brackets with half-width letters.
+_WIDE_PUNCTUATION = str.maketrans("(),:;", "（），：；")
+_WIDE_ASCII = {code: code + 0xFEE0 for code in range(0x21, 0x7F)}
 
 
 def _is_legal_suffix(fragment: str) -> bool:
@@ -228,7 +243,8 @@ def _find_field(entries: list[dict], spec: str, field: str) -> dict:
     if len(by_id) == 1:
         return by_id[0]
     if by_id:
-        raise InvalidForm(field, f"{len(by_id)} fields have id or alias {spec}")
+        raise InvalidForm(field, f"{len(by_id)} fields have id or alias {spec}",
+                          unmatched=True)
 
     label = clean_name(spec)
     by_label = [e for e in entries if label and clean_name(_text(e, "name")) == label]
@@ -239,8 +255,16 @@ def _find_field(entries: list[dict], spec: str, field: str) -> dict:
             field,
             f"label {spec} is ambiguous: {len(by_label)} fields carry it; "
             "configure the component id instead",
+            unmatched=True,
         )
-    raise InvalidForm(field, f"field {spec} is missing")
+    present = ", ".join(_describe(e) for e in entries[:12]) or "no fields"
+    raise InvalidForm(field, f"field {spec} is missing", unmatched=True,
+                      present=present)
+
+
+def _describe(entry: dict) -> str:
+    label, ident = clean_name(_text(entry, "name"))[:20], _text(entry, "id")[:40]
+    return f"{label} [{ident}]" if label else f"[{ident}]"
 
 
 def _has_id_or_alias(entry: dict, spec: str) -> bool:

@@ -58,12 +58,12 @@ def test_every_outcome_reads_plainly():
     assert text.splitlines() == [
         "【fzr】客户共管处理结果：已添加 1 个，原已是负责人 1 个，未找到 1 个，有重名 1 个，"
         "负责人不符 1 个，失败 1 个",
-        "· 甲公司：已添加 王小明 为负责人",
-        "· 乙公司：王小明 原已是负责人，无需添加",
+        "· 己公司：处理失败（CRM refused: 没有该操作的权限）",
         "· 丙公司：CRM 中未找到该客户，相近客户：丙丙公司",
         "· 丁公司：CRM 中有多个同名客户，未处理：丁公司（编号 7）、丁公司（编号 8）",
         "· 戊公司：所选现负责人并非该客户负责人，未处理",
-        "· 己公司：处理失败（CRM refused: 没有该操作的权限）",
+        "· 甲公司：已添加 王小明 为负责人",
+        "· 乙公司：王小明 原已是负责人，无需添加",
     ]
 
 
@@ -97,3 +97,21 @@ def test_comment_failure_does_not_undo_crm_work(make_sandbox, make_fzr):
     sandbox.clear_faults()
     fzr("sync")
     assert len(sandbox.comments("i-1")) == 1
+
+
+def test_items_to_act_on_come_first_and_survive_summarising():
+    items = [item(f"示例客户{n:03d}有限责任公司", "assigned") for n in range(60)]
+    items.append(item("不存在的公司", "not_found"))
+
+    text = compose_result(items, {})
+
+    assert len(text) <= LIMIT
+    assert text.splitlines()[1] == "· 不存在的公司：CRM 中未找到该客户"
+
+
+def test_one_very_long_name_is_cut_and_nothing_is_claimed_left_out():
+    text = compose_result([item("长" * 3000, "not_found")], {})
+
+    assert len(text) <= LIMIT
+    assert "另有 0 项" not in text
+    assert text.splitlines()[1].endswith("…")
