@@ -13,7 +13,7 @@ from typing import Iterator
 
 from fzrcli import output
 from fzrcli.config import DINGTALK, XBB, Settings, load_settings
-from fzrcli.errors import FzrError, UsageError
+from fzrcli.errors import FzrError, PassAborted, UsageError
 from fzrcli.store import NEEDS_HUMAN, Store
 from fzrcli.timeutil import parse_since
 from fzrcli.transport import CallLog
@@ -65,7 +65,7 @@ def sync(since: str | None, dry_run: bool, resume_writes: bool,
          fetch_only: bool = False) -> int:
     from fzrcli.sync import run_pass
 
-    settings = settings_for(DINGTALK, XBB)
+    settings = settings_for(DINGTALK) if fetch_only else settings_for(DINGTALK, XBB)
     since_ms = _since(since, settings)
     store = Store(settings.db_path)
     try:
@@ -73,12 +73,17 @@ def sync(since: str | None, dry_run: bool, resume_writes: bool,
         calls = CallLog()
         command = "fetch" if fetch_only else ("sync --dry-run" if dry_run else "sync")
         with recorded_run(store, command, calls) as outcome:
-            report = run_pass(settings, store, calls, since_ms=since_ms,
-                              dry_run=dry_run, fetch_only=fetch_only,
-                              resume=resume_writes)
+            try:
+                report = run_pass(settings, store, calls, since_ms=since_ms,
+                                  dry_run=dry_run, fetch_only=fetch_only,
+                                  resume=resume_writes)
+            except PassAborted as aborted:
+                # What was done before the stop is committed: say what it was.
+                _print_pass(aborted.report, calls, command, store)
+                raise
             outcome["exit"] = report.exit_code
             outcome["message"] = "; ".join(report.problems)
-        _print_pass(report, calls, fetch_only)
+        _print_pass(report, calls, command, store)
         if fetch_only:
             _print_pending_work(store)
         return report.exit_code
@@ -95,21 +100,28 @@ def _since(text: str | None, settings: Settings) -> int | None:
         raise UsageError(f"--since: {exc}") from None
 
 
-def _print_pass(report, calls: CallLog, fetch_only: bool) -> None:
+def _print_pass(report, calls: CallLog, command: str, store: Store) -> None:
+    if report is None:
+        return
     for problem in report.problems:
         output.warn(problem)
     if report.planned:
         output.table("would write (dry run)", ["request", "customer", "dataId",
                                                "new owner", "owners now"],
-                     [[w.item.instance_id, w.item.customer, str(w.customer.data_id),
-                       w.item.new_owner_id, ", ".join(w.customer.owners)]
-                      for w in report.planned])
+                     [[_business_id(store, w.item.instance_id), w.item.customer,
+                       str(w.customer.data_id), w.item.new_owner_id,
+                       ", ".join(w.customer.owners)] for w in report.planned])
     if report.quiet():
         return
-    output.say(summary_line(report, calls))
+    output.say(summary_line(report, calls, command.split()[0]))
 
 
-def summary_line(report, calls: CallLog) -> str:
+def _business_id(store: Store, instance_id: str) -> str:
+    row = store.request(instance_id)
+    return (row["business_id"] if row else None) or instance_id
+
+
+def summary_line(report, calls: CallLog, command: str = "sync") -> str:
     parts = []
     if report.fetched:
         decided = ", ".join(f"{n} {STATE_WORDS.get(state, state)}"
@@ -127,7 +139,7 @@ def summary_line(report, calls: CallLog) -> str:
         parts.append(f"{report.comments} comment(s) posted")
     parts.append(f"{calls.metered} metered DingTalk call(s), "
                  f"{calls.total('xbb')} CRM call(s)")
-    return "sync: " + "; ".join(parts)
+    return f"{command}: " + "; ".join(parts)
 
 
 def _print_pending_work(store: Store) -> None:
@@ -167,9 +179,9 @@ def assign(customer: str | None, data_id: int | None, user: str, dry_run: bool) 
         store.acquire_pass_lock()
         with recorded_run(store, "assign", calls) as outcome:
             xbb = Xbb(settings, calls, Budget(settings.pass_timeout))
-            target = _resolve_one(xbb, customer, data_id)
             if user not in xbb.active_users([user]):
                 raise Refused(f"{user} is not an active CRM user (resigned or not set up)")
+            target = _resolve_one(xbb, customer, data_id)
             if dry_run:
                 output.say(_assign_plan(target, user))
                 return 0

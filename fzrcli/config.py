@@ -44,8 +44,9 @@ def default_db_path() -> Path:
 
 
 def _text(value: Any) -> str:
-    if not isinstance(value, (str, int)) or isinstance(value, bool):
-        raise ValueError("must be text")
+    # Ids are text: a TOML number would already have lost any leading zeros.
+    if not isinstance(value, str):
+        raise ValueError("must be a quoted string")
     text = str(value).strip()
     if not text:
         raise ValueError("is empty")
@@ -227,12 +228,30 @@ def _read_config_file(env) -> tuple[Path | None, dict, list[str]]:
         if explicit:
             return None, {}, [f"FZR_CONFIG points to {path}, which does not exist"]
         return None, {}, []
+    if not path.is_file():
+        return None, {}, [f"config file {path} is not a file"]
     try:
         data = _parse_toml(path.read_bytes())
     except (OSError, ValueError) as exc:
         return path, {}, [f"cannot read config file {path}: {exc}"]
     _warn_if_readable_by_others(path, data)
-    return path, data, []
+    return path, data, _unknown_keys(data)
+
+
+def _unknown_keys(data: dict) -> list[str]:
+    """Typos in the file are errors: a misspelt key would otherwise be ignored."""
+    known = {s.toml for s in SETTINGS}
+    tables = {path[0] for path in known if len(path) > 1}
+    problems = []
+    for key, value in data.items():
+        if key in tables and isinstance(value, dict):
+            problems += [f"unknown setting {key}.{inner} in the config file"
+                         for inner in value if (key, inner) not in known]
+        elif (key,) not in known:
+            problems.append(f"unknown setting {key} in the config file (top-level "
+                            "keys must come before the first [table])"
+                            if key not in tables else f"{key} must be a [table]")
+    return problems
 
 
 def _parse_toml(raw: bytes) -> dict:

@@ -214,9 +214,10 @@ class DingTalk:
             raise ServiceError(SERVICE, "instances.get", Failure.RETRY,
                                "answer has no instance object")
         mistyped = [key for key, kind in INSTANCE_TYPES.items()
-                    if result.get(key) is not None and not isinstance(result[key], kind)]
+                    if not isinstance(result.get(key), (kind, type(None)))]
         if mistyped:
-            # Read anyway, an approval could pass for running or for an invalid form.
+            # Read as they came, a mistyped status or form could pass for running or
+            # invalid, and the approval would never be acted on.
             raise ServiceError(SERVICE, "instances.get", Failure.RETRY,
                                f"answer has mistyped {', '.join(mistyped)}")
         return result

@@ -92,8 +92,9 @@ class ServiceError(FzrError):
 class PassAborted(FzrError):
     """The pass stopped early; what was committed stays, the rest waits for next pass."""
 
-    def __init__(self, message: str, cause: ServiceError | None = None):
+    def __init__(self, message: str, cause: ServiceError | None = None, report=None):
         self.cause = cause
+        self.report = report  # what the pass did before it stopped
         super().__init__(message)
 
 

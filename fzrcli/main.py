@@ -7,6 +7,8 @@ fifth of an idle pass's start-up). Every other invocation goes through ``cli.app
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import sys
 
 from fzrcli import output
@@ -26,6 +28,16 @@ def main() -> None:
     except KeyboardInterrupt:
         output.warn("interrupted; what was committed stays, the next pass resumes")
         sys.exit(130)
+    except sqlite3.DatabaseError as error:
+        output.warn(f"the state file is damaged or not fzr's ({error}); move it away "
+                    "or restore it from a backup (a new one starts from --since)")
+        sys.exit(1)
+    except Exception as error:  # a bug: say so in one line, details with -vv
+        if logging.getLogger("fzrcli").isEnabledFor(logging.DEBUG):
+            raise
+        output.warn(f"internal error: {type(error).__name__}: {error}; run again with "
+                    "-vv for the details and report it")
+        sys.exit(1)
 
 
 def _plain_sync() -> int:

@@ -59,7 +59,9 @@ class OwnerWork:
             customers = resolved if resolved is not None else self.xbb.find_customers(
                 sorted({i.customer for i in items}))
             planned = [p for i in items if (p := self._decide(i, customers, claims))]
+            planned, repeats = _split_repeats(planned)
             self._write_all(planned)
+            self._settle_repeats(repeats)
         except ServiceError as error:
             if error.kind is Failure.FATAL:
                 raise
@@ -162,6 +164,17 @@ class OwnerWork:
                 self._write_group(owner, sub_type, writes[:size])
                 writes = writes[size:]
 
+    def _settle_repeats(self, repeats: list[PlannedWrite]) -> None:
+        """Items asking for an owner another item of this pass has just written: read
+        back, never written twice. A repeat whose write did not land stays pending."""
+        if self.dry_run or not repeats:
+            return
+        fresh = self.xbb.customers_by_id([r.customer for r in repeats])
+        for repeat in repeats:
+            after = fresh.get(repeat.customer.data_id)
+            if after and repeat.item.new_owner_id in after.owners:
+                self._finish(repeat.item, ALREADY_OWNER, "already an owner", after)
+
     def _write_group(self, owner: str, sub_type: int, writes: list[PlannedWrite]):
         """Write one group and judge every customer in it. Until this tenant has been
         seen to append owners, groups hold one customer, so if distribution replaces
@@ -233,6 +246,20 @@ class OwnerWork:
             return
         with self.store.transaction():
             self.store.finish_item(item, PENDING, f"will retry: {error.detail}")
+
+
+def _split_repeats(planned: list[PlannedWrite]):
+    """The first write of each (customer, new owner), and the items repeating one:
+    two requests may ask for the same owner on the same customer."""
+    firsts: dict[tuple[int, str], PlannedWrite] = {}
+    repeats = []
+    for write in planned:
+        key = (write.customer.data_id, write.item.new_owner_id)
+        if key in firsts:
+            repeats.append(write)
+        else:
+            firsts[key] = write
+    return list(firsts.values()), repeats
 
 
 def _written(item: Item, customer: Customer) -> Item:

@@ -173,6 +173,10 @@ class Store:
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction():
+                # Two first runs may race to create the file: read the version again
+                # under the write lock, so the loser finds the winner's tables.
+                if self.db.execute("PRAGMA user_version").fetchone()[0] >= number:
+                    continue
                 for statement in script.split(";"):
                     if statement.strip():
                         self.db.execute(statement)

@@ -84,7 +84,7 @@ def run_pass(settings: Settings, store: Store, calls: CallLog, *,
     except ServiceError as error:
         if error.kind is Failure.PERMANENT:
             raise
-        raise PassAborted(f"pass stopped: {error}", error) from None
+        raise PassAborted(f"pass stopped: {error}", error, report) from None
     if report.problems:
         report.exit_code = 1
     return report
@@ -208,6 +208,9 @@ def act_on_items(work: Pass) -> None:
     work.report.pending = result.left_pending
     if result.error:
         work.report.problems.append(f"CRM work left pending: {result.error}")
+    elif result.left_pending and not work.dry_run:
+        work.report.problems.append(f"CRM work left pending: {result.left_pending} "
+                                    "item(s) wait for the next pass")
     for item in work.store.items_of_ids([i.id for i in items]):
         work.report.items[item.status] += 1
     with work.store.transaction():

@@ -57,7 +57,8 @@ def today(zone: ZoneInfo) -> date:
     return datetime.now(zone).date()
 
 
-RELATIVE = re.compile(r"^(\d+)\s*([mhd])$")
+RELATIVE = re.compile(r"^(\d{1,6})\s*([mhd])$")
+EARLIEST, LATEST = date(2000, 1, 1), date(2100, 1, 1)
 
 
 def parse_since(text: str, zone: ZoneInfo) -> int:
@@ -69,17 +70,23 @@ def parse_since(text: str, zone: ZoneInfo) -> int:
     match = RELATIVE.match(value)
     if match:
         unit = {"m": 60_000, "h": 3_600_000, "d": DAY_MS}[match[2]]
-        return now_ms() - int(match[1]) * unit
+        since = now_ms() - int(match[1]) * unit
+        if since < start_of_day_ms(EARLIEST, zone):
+            raise ValueError(f"{text!r} reaches back before {EARLIEST.year}")
+        return since
     return start_of_day_ms(parse_day(value), zone)
 
 
 def parse_day(text: str) -> date:
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(
             f"{text!r} is not a date; use today, yesterday, 2d, 6h or YYYY-MM-DD"
         ) from None
+    if not EARLIEST <= day < LATEST:
+        raise ValueError(f"{text!r} is outside {EARLIEST.year}–{LATEST.year - 1}")
+    return day
 
 
 def resolve_day(text: str, zone: ZoneInfo) -> date:

@@ -134,3 +134,26 @@ def test_fzr_runs_the_same_whatever_the_host_time_zone(make_sandbox, make_fzr):
             time.tzset()
     assert results[0] == results[1] == results[2]
     assert results[0] == {("i-1", "上海示例科技有限公司"): "assigned"}
+
+
+def test_config_file_typos_and_wrong_types_are_named(make_sandbox, make_fzr,
+                                                     tmp_path):
+    sandbox = make_sandbox(scenario())
+    fzr = make_fzr(sandbox)
+    config = tmp_path / "typos.toml"
+    config.write_text('colour = "red"\ndb = 42\n[feilds]\ncustomers = "x"\n'
+                      '[dingtalk]\napp_secert = "s"\ncomment_user_id = 12\n'
+                      '[fields]\nactive_hours = "Mon-Fri 08:00-20:00"\n',
+                      encoding="utf-8")
+    config.chmod(0o600)
+
+    run = fzr("sync", FZR_CONFIG=str(config), FZR_DB=None, FZR_COMMENT_USER_ID=None)
+
+    assert run.code == 2
+    for problem in ("unknown setting colour", "unknown setting feilds",
+                    "unknown setting dingtalk.app_secert",
+                    "unknown setting fields.active_hours",
+                    "FZR_DB (config file) must be a quoted string",
+                    "FZR_COMMENT_USER_ID (config file) must be a quoted string"):
+        assert problem in run.stderr
+    assert sandbox.calls == []

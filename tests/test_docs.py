@@ -26,3 +26,12 @@ def test_every_command_is_documented_with_help_text():
 def test_readme_quick_start_runs_the_demo_and_the_tests():
     quick_start = README.split("## Quick start", 1)[1].split("##", 1)[0]
     assert "fzr demo" in quick_start and "python -m pytest" in quick_start
+
+
+def test_readme_example_config_is_valid():
+    import tomllib
+
+    from fzrcli.config import _unknown_keys
+
+    example = README.split("```toml", 1)[1].split("```", 1)[0]
+    assert _unknown_keys(tomllib.loads(example)) == []
