@@ -87,14 +87,15 @@ def test_no_secret_or_token_reaches_output_or_the_state_file(make_sandbox, make_
 def test_state_file_lock_and_folder_are_private_while_a_pass_runs(make_sandbox,
                                                                   make_fzr):
     sandbox = make_sandbox(secret_scenario())
+    # Slow enough that the pass is still running (files open) on a loaded machine.
     sandbox.add_fault({"service": "xbb", "api": "customer.list", "kind": "slow",
-                       "delay_s": 1.5})
+                       "delay_s": 4})
     fzr = make_fzr(sandbox)
 
     process = fzr.process("sync")
     ends = ("", "-wal", "-shm", ".lock")
     files = [fzr.db.with_name(fzr.db.name + end) for end in ends]
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not all(f.exists() for f in files) and time.monotonic() < deadline:
         time.sleep(0.01)
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in files}
