@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fzrcli.forms import FieldSpec, InvalidForm, ParsedRequest, parse_request
-from fzrcli.store import ACTIVE, CANCELED, INVALID, OPEN, REFUSED, TERMINATED
+from fzrcli.store import (ACTIVE, CANCELED, INVALID, OPEN, REFUSED, TERMINATED,
+                          UNMATCHED)
 from fzrcli.timeutil import parse_dingtalk_time
 
 
@@ -40,7 +41,10 @@ def facts_of(instance: dict) -> dict:
     }
 
 
-def decide(instance: dict, fields: FieldSpec, max_customers: int = 200) -> Decision:
+def decide(instance: dict, fields: FieldSpec, max_customers: int = 200,
+           fields_verified: bool = False) -> Decision:
+    """``fields_verified``: the settings' fields exist on the form (its schema was
+    read), so a field missing from one approval is that approval's fault."""
     facts = facts_of(instance)
     status, result = facts["status"], facts["result"]
     if status in ("RUNNING", "NEW") or status is None:
@@ -58,12 +62,18 @@ def decide(instance: dict, fields: FieldSpec, max_customers: int = 200) -> Decis
                         "not an approval", invalid_field="result")
     if facts["biz_action"] == "REVOKE":
         return Decision(CANCELED, facts, reason="approval was revoked")
-    return _approved(instance, facts, fields, max_customers)
+    return _approved(instance, facts, fields, max_customers, fields_verified)
 
 
-def _approved(instance: dict, facts: dict, fields: FieldSpec, max_customers: int):
+def _approved(instance: dict, facts: dict, fields: FieldSpec, max_customers: int,
+              fields_verified: bool):
     try:
         parsed = parse_request(instance.get("formComponentValues"), fields, max_customers)
     except InvalidForm as exc:
+        if exc.unmatched and not fields_verified:
+            # The settings, not the requester, are wrong: wait for them to be fixed.
+            present = f" (the form has {exc.present})" if exc.present else ""
+            return Decision(UNMATCHED, facts, reason=f"{exc}{present}",
+                            invalid_field=exc.field)
         return Decision(INVALID, facts, reason=str(exc), invalid_field=exc.field)
     return Decision(ACTIVE, facts, parsed=parsed)

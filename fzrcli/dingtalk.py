@@ -67,6 +67,7 @@ PERMANENT_CODES = {
     "invalidInstanceId", "aflowProcessInstCanNotBeExecuted",
     "invalidInstanceCommentText",
 }
+FORM_MISSING_CODES = {"formNotExist", "aflowProcessCodeIsError"}
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,16 @@ class DingTalk:
             # invalid, and the approval would never be acted on.
             raise ServiceError(SERVICE, "instances.get", Failure.RETRY,
                                f"answer has mistyped {', '.join(mistyped)}")
+        return result
+
+    def form_schema(self) -> dict:
+        answer = self.call("GET", "/v1.0/workflow/forms/schemas/processCodes",
+                           "forms.schema",
+                           params={"processCode": self.settings.process_code})
+        result = answer.get("result")
+        if not isinstance(result, dict):
+            raise ServiceError(SERVICE, "forms.schema", Failure.RETRY,
+                               "answer has no form schema")
         return result
 
     def add_comment(self, instance_id: str, text: str, user_id: str) -> None:

@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass
 
 from fzrcli.dingtalk import DingTalk
-from fzrcli.store import FINISHED, OPEN, SEEN, Store
+from fzrcli.store import FETCHED, OPEN, SEEN, Store
 from fzrcli.timeutil import DAY_MS, now_ms
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def _sweep(store: Store, dingtalk: DingTalk, start: int, now: int) -> ScanResult
                 new_ids += store.note_seen(instance_id, start, state=SEEN)
             elif state == OPEN:
                 store.mark_to_fetch(instance_id, "listed as finished")
-            elif state not in FINISHED and state != SEEN:
+            elif state not in FETCHED and state != SEEN:
                 log.warning("instance %s in unexpected state %s", instance_id, state)
     return ScanResult("sweep", new_ids)
 

@@ -23,12 +23,14 @@ from typing import Any, Iterator
 from fzrcli.errors import BusyError, FzrError
 from fzrcli.timeutil import utc_iso
 
-# Request states. An instance in a FINISHED state is never fetched again.
+# Request states. A FINISHED request is decided; a FETCHED one is never fetched again.
 SEEN, OPEN, ACTIVE, DONE = "seen", "open", "active", "done"
 REFUSED, TERMINATED, CANCELED, INVALID, GONE = (
     "refused", "terminated", "canceled", "invalid", "gone",
 )
+UNMATCHED = "unmatched"  # approved, but the field settings match nothing on its form
 FINISHED = (ACTIVE, DONE, REFUSED, TERMINATED, CANCELED, INVALID, GONE)
+FETCHED = (*FINISHED, UNMATCHED)
 UNFETCHED = (SEEN, OPEN)
 
 # Item states; the first two are not final.
@@ -310,6 +312,11 @@ class Store:
             "SELECT instance_id, created_ms, created_lb_ms FROM requests "
             "WHERE state = ?",
             (OPEN,),
+        ).fetchall()
+
+    def requests_in_state(self, state: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT * FROM requests WHERE state = ? ORDER BY instance_id", (state,)
         ).fetchall()
 
     def ids_in_state(self, state: str) -> list[str]:

@@ -17,13 +17,14 @@ from datetime import datetime
 
 from fzrcli import comments
 from fzrcli.approval import decide
+from fzrcli.formcheck import check_form_once, fields_verified
 from fzrcli.config import Settings
 from fzrcli.dingtalk import DingTalk
 from fzrcli.errors import Failure, PassAborted, ServiceError, WritesHalted
 from fzrcli.owners import OwnerWork, PlannedWrite, ensure_writes_allowed, resume_writes
 from fzrcli.scan import STATE_KEY, scan
 from fzrcli.schedule import parse_schedule
-from fzrcli.store import GONE, INVALID, SEEN, Store
+from fzrcli.store import GONE, INVALID, SEEN, UNMATCHED, Store
 from fzrcli.timeutil import parse_since
 from fzrcli.transport import Budget, CallLog
 from fzrcli.xbb import Xbb
@@ -31,6 +32,8 @@ from fzrcli.xbb import Xbb
 log = logging.getLogger(__name__)
 
 FETCH_WORKERS = 8
+FIELD_SETTINGS = {"customers": "FZR_FIELD_CUSTOMERS", "new_owner": "FZR_FIELD_NEW_OWNER",
+                  "current_owner": "FZR_FIELD_CURRENT_OWNER"}
 SKIPPED_KEY = "schedule_skipped"
 
 
@@ -93,13 +96,16 @@ def run_pass(settings: Settings, store: Store, calls: CallLog, *,
 def _steps(work: Pass, since_ms: int | None) -> None:
     if since_ms is None and _outside_schedule(work):
         return
+    check_form_once(work.store, work.dingtalk, work.settings)
     catch_up = work.store.get_state(SKIPPED_KEY) is not None
     if since_ms is None and work.store.get_state(STATE_KEY) is None:
         since_ms = parse_since("yesterday", work.settings.zone)
     result = scan(work.store, work.dingtalk, since_ms, catch_up=catch_up)
     work.store.delete_state(SKIPPED_KEY)
     work.report.scan_kind, work.report.new_ids = result.kind, result.new_ids
+    retry_unmatched(work)
     fetch_seen(work)
+    report_unmatched(work)
     if work.fetch_only:
         return
     act_on_items(work)
@@ -157,8 +163,13 @@ def _record_fetch(work: Pass, instance_id: str, future) -> None:
     save_instance(work, instance_id, instance)
 
 
+def _decide(work: Pass, instance: dict):
+    return decide(instance, work.settings.fields,
+                  fields_verified=fields_verified(work.store, work.settings))
+
+
 def save_instance(work: Pass, instance_id: str, instance: dict) -> None:
-    decision = decide(instance, work.settings.fields)
+    decision = _decide(work, instance)
     parsed = None
     if decision.parsed:
         parsed = {
@@ -181,6 +192,29 @@ def save_instance(work: Pass, instance_id: str, instance: dict) -> None:
         work.report.decided[decision.state] += 1
         log.info("%s (%s): %s%s", instance_id, decision.facts.get("business_id"),
                  decision.state, f" ({decision.reason})" if decision.reason else "")
+
+
+def retry_unmatched(work: Pass) -> None:
+    """Approvals whose form the field settings could not read are kept, not judged:
+    once the settings are fixed they are read again from the stored copy."""
+    for row in work.store.requests_in_state(UNMATCHED):
+        instance = json.loads(row["raw"] or "{}")
+        if _decide(work, instance).state != UNMATCHED:
+            save_instance(work, row["instance_id"], instance)
+
+
+def report_unmatched(work: Pass) -> None:
+    rows = work.store.requests_in_state(UNMATCHED)
+    if not rows:
+        return
+    example = rows[0]
+    field = (example["reason"] or "").split(":", 1)[0]
+    setting = FIELD_SETTINGS.get(field, "the FZR_FIELD_* settings")
+    work.report.problems.append(
+        f"{len(rows)} approved request(s) wait because {setting} matches no field of "
+        f"their form, e.g. {example['business_id'] or example['instance_id']}: "
+        f"{example['reason']}. Fix {setting} (a component id is safest); they are "
+        "read again on the next pass")
 
 
 # -- the CRM -------------------------------------------------------------------------

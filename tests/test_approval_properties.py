@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from fzrcli.approval import decide
 from fzrcli.forms import FieldSpec
-from fzrcli.store import ACTIVE, INVALID
+from fzrcli.store import ACTIVE, INVALID, UNMATCHED
 
 FIELDS = FieldSpec()
 SEPARATORS = st.sampled_from(["\n", "\r\n", ",", "，", "|", "｜", "\u2028", " ", ""])
@@ -57,9 +57,13 @@ def instance(draw) -> dict:
           suppress_health_check=[HealthCheck.too_slow])
 @given(instance())
 def test_any_approved_form_is_either_actionable_or_invalid_with_a_reason(raw):
-    decision = decide(raw, FIELDS)
+    unverified = decide(raw, FIELDS)
+    decision = decide(raw, FIELDS, fields_verified=True)
 
     assert decision.state in (ACTIVE, INVALID)
+    assert unverified.state in (ACTIVE, INVALID, UNMATCHED)
+    if unverified.state == UNMATCHED:  # fields the settings could not find: wait
+        assert decision.state == INVALID and unverified.reason
     if decision.state == INVALID:
         assert decision.reason and decision.invalid_field
     else:
@@ -79,4 +83,4 @@ def test_any_instance_shape_is_decided_without_crashing(raw):
     decision = decide(instance, FIELDS)
 
     assert decision.state in ("open", "invalid", "active", "refused", "terminated",
-                              "canceled")
+                              "canceled", "unmatched")

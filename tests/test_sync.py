@@ -347,3 +347,70 @@ def test_comment_lists_each_customer_once(make_sandbox, make_fzr):
     assert "不存在的公司：CRM 中未找到该客户" in comments[0]
     posts = [c.request for c in sandbox.calls if c.api == "comments.add"]
     assert [p["commentUserId"] for p in posts] == [BOT]
+
+
+def test_wrong_field_setting_is_caught_on_the_form_before_listing(make_sandbox,
+                                                                 make_fzr):
+    sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司")))
+    fzr = make_fzr(sandbox)
+
+    wrong = fzr("sync", FZR_FIELD_CUSTOMERS="客户名")
+
+    assert wrong.code == 1
+    assert "FZR_FIELD_CUSTOMERS=客户名 matches no field of the form" in wrong.stderr
+    assert "客户名称 [TextareaField_" in wrong.stderr  # what the form does have
+    assert sandbox.count(api="instances.list") == 0
+    assert fzr.query("SELECT * FROM requests") == []
+
+    fixed = fzr("sync")
+
+    assert fixed.code == 0, fixed.stderr
+    assert fzr.items() == {("i-1", "上海示例科技有限公司"): "assigned"}
+    assert sandbox.count(api="forms.schema") == 2  # once per change of settings
+
+
+def test_wrong_process_code_is_named(make_sandbox, make_fzr):
+    sandbox = make_sandbox(scenario())
+    fzr = make_fzr(sandbox)
+
+    run = fzr("sync", FZR_PROCESS_CODE="PROC-NOPE")
+
+    assert run.code == 1
+    assert "FZR_PROCESS_CODE PROC-NOPE is not an approval form" in run.stderr
+
+
+def test_unreadable_fields_wait_for_the_settings_fix_without_schema_access(
+        make_sandbox, make_fzr):
+    sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司")))
+    sandbox.add_fault({"service": "dingtalk", "api": "forms.schema",
+                       "kind": "permission_denied", "times": None})
+    fzr = make_fzr(sandbox)
+
+    wrong = fzr("sync", FZR_FIELD_CUSTOMERS="客户名")
+
+    assert wrong.code == 1
+    assert "FZR_FIELD_CUSTOMERS matches no field of their form" in wrong.stderr
+    assert sandbox.comments("i-1") == []
+    assert fzr.query("SELECT state FROM requests")[0]["state"] == "unmatched"
+    sandbox.reset_calls()
+
+    fixed = fzr("sync")
+
+    assert fixed.code == 0, fixed.stderr
+    assert fzr.items() == {("i-1", "上海示例科技有限公司"): "assigned"}
+    assert sandbox.count(api="instances.get") == 0  # read from the stored copy
+    assert len(sandbox.comments("i-1")) == 1
+
+
+def test_name_typed_with_half_width_brackets_finds_the_crm_spelling(make_sandbox,
+                                                                    make_fzr):
+    customers = [{"dataId": 301, "name": "北京（中国）科技有限公司", "owners": [BOB]},
+                 {"dataId": 302, "name": "ＡＢＣ贸易有限公司", "owners": [BOB]}]
+    sandbox = make_sandbox(scenario(
+        approved("i-1", "北京(中国)科技有限公司\nABC贸易有限公司"), customers=customers))
+    fzr = make_fzr(sandbox)
+
+    fzr("sync")
+
+    assert fzr.items() == {("i-1", "北京(中国)科技有限公司"): "assigned",
+                           ("i-1", "ABC贸易有限公司"): "assigned"}
