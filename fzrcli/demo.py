@@ -16,6 +16,7 @@ from fzrcli.config import DINGTALK, XBB, load_settings
 from fzrcli.sandbox import Sandbox, load_scenario
 from fzrcli.store import Store
 from fzrcli.sync import run_pass
+from fzrcli.timeutil import DAY_MS, now_ms
 from fzrcli.transport import CallLog
 
 
@@ -38,7 +39,8 @@ def _show_passes(sandbox: Sandbox, settings) -> None:
     output.say(f"sandbox: DingTalk and CRM emulated at {sandbox.url}")
     store = Store(settings.db_path)
     try:
-        _pass(store, settings, "pass 1 — first run, scans since yesterday")
+        _pass(store, settings, "pass 1 — first run, scans the last three days",
+              since_ms=now_ms() - 3 * DAY_MS)
         _show_items(store)
         _show_comments(store, sandbox)
         waiting = store.ids_in_state("open")
@@ -53,9 +55,9 @@ def _show_passes(sandbox: Sandbox, settings) -> None:
         store.close()
 
 
-def _pass(store: Store, settings, title: str) -> None:
+def _pass(store: Store, settings, title: str, since_ms: int | None = None) -> None:
     calls = CallLog()
-    report = run_pass(settings, store, calls)
+    report = run_pass(settings, store, calls, since_ms=since_ms)
     totals = call_totals(calls)
     output.say(f"\n== {title}")
     output.say(summary_line(report, calls) if not report.quiet() else
