@@ -112,9 +112,13 @@ def sandbox(
 
     Prints export lines that point fzr at it; stop it with Ctrl-C.
     """
+    from fzrcli.errors import UsageError
     from fzrcli.sandbox import load_scenario, serve
 
-    serve(load_scenario(scenario), port=port)
+    try:
+        serve(load_scenario(scenario), port=port)
+    except (ValueError, OSError, OverflowError) as error:
+        raise UsageError(f"sandbox: {error}") from None
 
 
 # --- report and history commands ---

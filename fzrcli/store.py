@@ -151,14 +151,21 @@ class Store:
         self.lock_file = None
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.path.is_dir():
+            raise FzrError(f"the state file {self.path} is a folder; point FZR_DB at a "
+                           "file (it is created if missing)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise FzrError(f"cannot create the folder for the state file {self.path}: "
+                           f"{exc.strerror}") from None
         old_umask = os.umask(0o077)
         try:
             db = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
             db.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             raise FzrError(f"cannot open state file {self.path}: {exc}") from None
         finally:
             os.umask(old_umask)
@@ -169,6 +176,10 @@ class Store:
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        tables = self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        if version == 0 and tables:
+            raise FzrError(f"{self.path} is an SQLite file of another program; point "
+                           "FZR_DB at a file of fzr's own")
         if version > len(MIGRATIONS):
             raise FzrError(
                 f"state file {self.path} was written by a newer fzr (schema {version})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 
 from builders import approved, scenario
@@ -157,3 +158,39 @@ def test_config_file_typos_and_wrong_types_are_named(make_sandbox, make_fzr,
                     "FZR_COMMENT_USER_ID (config file) must be a quoted string"):
         assert problem in run.stderr
     assert sandbox.calls == []
+
+
+def test_unusable_state_file_paths_get_a_clear_message(make_sandbox, make_fzr,
+                                                       tmp_path):
+    sandbox = make_sandbox(scenario())
+    fzr = make_fzr(sandbox)
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("x")
+    foreign = tmp_path / "other.sqlite3"
+    other = sqlite3.connect(foreign)
+    other.execute("CREATE TABLE invoices (id INTEGER)")
+    other.close()
+
+    for path, message in ((tmp_path, "is a folder"),
+                          (a_file / "fzr.sqlite3", "cannot create the folder"),
+                          (foreign, "an SQLite file of another program")):
+        run = fzr("sync", FZR_DB=str(path))
+        assert run.code == 1 and message in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+    assert [r[0] for r in sqlite3.connect(foreign).execute(
+        "SELECT name FROM sqlite_master")] == ["invoices"]
+
+
+def test_damaged_state_file_is_reported_without_a_traceback(make_sandbox, make_fzr):
+    sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司")))
+    fzr = make_fzr(sandbox)
+    fzr("sync")
+    raw = bytearray(fzr.db.read_bytes())
+    raw[4096:8192] = b"\xff" * 4096  # one damaged page after the header
+    fzr.db.write_bytes(bytes(raw))
+
+    run = fzr("sync")
+
+    assert run.code == 1
+    assert "Traceback" not in run.stderr
+    assert "state file" in run.stderr
