@@ -35,7 +35,8 @@ FATAL_CODES = {
     "Forbidden.AccessDenied.IpNotInWhiteList": "this server's IP is not on the DingTalk "
     "app's whitelist; add it in the developer console",
     "Forbidden.AccessDenied.ApiCountLimitForOrg": "the organisation's monthly DingTalk "
-    "API quota is used up; fzr stops calling until it resets or a pack is bought",
+    "API quota is used up; fzr pauses DingTalk calls and tries again once an hour "
+    "until the month turns or a pack is bought",
     "Forbidden.AccessDenied.QpmLimitForAppkeyAndApi": "DingTalk's per-minute limit was "
     "hit; the next pass carries on",
     "invalidProcessCode": "FZR_PROCESS_CODE is empty or wrong",

@@ -25,7 +25,7 @@ from fzrcli.owners import OwnerWork, PlannedWrite, ensure_writes_allowed, resume
 from fzrcli.scan import STATE_KEY, scan
 from fzrcli.schedule import parse_schedule
 from fzrcli.store import GONE, INVALID, SEEN, UNMATCHED, Store
-from fzrcli.timeutil import parse_since
+from fzrcli.timeutil import now_ms, parse_since
 from fzrcli.transport import Budget, CallLog
 from fzrcli.xbb import Xbb
 
@@ -35,6 +35,9 @@ FETCH_WORKERS = 8
 FIELD_SETTINGS = {"customers": "FZR_FIELD_CUSTOMERS", "new_owner": "FZR_FIELD_NEW_OWNER",
                   "current_owner": "FZR_FIELD_CURRENT_OWNER"}
 SKIPPED_KEY = "schedule_skipped"
+QUOTA_KEY = "quota_paused_until"
+QUOTA_CODE = "Forbidden.AccessDenied.ApiCountLimitForOrg"
+QUOTA_PAUSE_MS = 3_600_000
 
 
 @dataclass
@@ -87,6 +90,8 @@ def run_pass(settings: Settings, store: Store, calls: CallLog, *,
     except ServiceError as error:
         if error.kind is Failure.PERMANENT:
             raise
+        if error.code == QUOTA_CODE:
+            store.set_state(QUOTA_KEY, now_ms() + QUOTA_PAUSE_MS)
         raise PassAborted(f"pass stopped: {error}", error, report) from None
     if report.problems:
         report.exit_code = 1
@@ -95,6 +100,9 @@ def run_pass(settings: Settings, store: Store, calls: CallLog, *,
 
 def _steps(work: Pass, since_ms: int | None) -> None:
     if since_ms is None and _outside_schedule(work):
+        return
+    if since_ms is None and _quota_paused(work):
+        act_on_items(work)  # the CRM is not metered: fetched work goes on
         return
     check_form_once(work.store, work.dingtalk, work.settings)
     catch_up = work.store.get_state(SKIPPED_KEY) is not None
@@ -112,6 +120,20 @@ def _steps(work: Pass, since_ms: int | None) -> None:
     if not work.dry_run and work.settings.comment_user_id:
         work.report.comments = comments.post_due_comments(
             work.store, work.dingtalk, work.settings.comment_user_id)
+
+
+def _quota_paused(work: Pass) -> bool:
+    """After DingTalk said the monthly quota is used up, calling it every five minutes
+    only repeats the refusal: it is tried again once an hour, or at once by an
+    operator's ``fzr sync --since``."""
+    until = work.store.get_state(QUOTA_KEY)
+    if until is None:
+        return False
+    if now_ms() >= until:
+        work.store.delete_state(QUOTA_KEY)
+        return False
+    work.report.skipped = "DingTalk quota used up; paused"
+    return True
 
 
 def _outside_schedule(work: Pass) -> bool:

@@ -414,3 +414,28 @@ def test_name_typed_with_half_width_brackets_finds_the_crm_spelling(make_sandbox
 
     assert fzr.items() == {("i-1", "北京(中国)科技有限公司"): "assigned",
                            ("i-1", "ABC贸易有限公司"): "assigned"}
+
+
+def test_used_up_quota_pauses_dingtalk_calls_for_an_hour(make_sandbox, make_fzr):
+    sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司")))
+    fzr = make_fzr(sandbox)
+    fzr("sync", "--dry-run")
+    sandbox.add_fault({"service": "dingtalk", "kind": "quota_exhausted",
+                       "times": None})
+
+    first = fzr("sync")
+
+    assert first.code == 1
+    assert "tries again once an hour" in first.stderr
+    sandbox.reset_calls()
+
+    paused = fzr("sync")
+
+    assert paused.code == 0, paused.stderr
+    assert fzr.items() == {("i-1", "上海示例科技有限公司"): "assigned"}
+    assert sandbox.count(service="dingtalk") == 0
+
+    quiet = fzr("sync")
+
+    assert (quiet.code, quiet.stdout, quiet.stderr) == (0, "", "")
+    assert sandbox.count(service="dingtalk") == 0
