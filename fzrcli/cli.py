@@ -57,7 +57,8 @@ def sync(
 @app.command()
 def fetch(
     since: Optional[str] = typer.Option(
-        None, help="Re-scan requests created since: today, yesterday, 2d or YYYY-MM-DD."),
+        None, help="Re-scan requests created since: today, yesterday, 2d, 6h or "
+        "YYYY-MM-DD."),
 ) -> None:
     """Pull approval requests into the local store and list the pending CRM work.
 

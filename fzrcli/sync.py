@@ -244,14 +244,15 @@ def report_unmatched(work: Pass) -> None:
 
 def act_on_items(work: Pass) -> None:
     items = work.store.unfinished_items()
-    if items and not work.dry_run:
+    if items:
         try:
             ensure_writes_allowed(work.store)
         except WritesHalted as halted:
             work.report.problems.append(str(halted))
-            work.report.pending = len(items)
             work.report.exit_code = 1
-            return
+            if not work.dry_run:
+                work.report.pending = len(items)
+                return
     claims = _claims(work.store, {i.instance_id for i in items})
     owner_work = OwnerWork(work.store, work.xbb, dry_run=work.dry_run)
     try:
