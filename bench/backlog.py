@@ -60,16 +60,24 @@ def build_scenario(requests: int, latency_ms: int, seed: int) -> tuple[dict, dic
         for _ in range(count):
             names += 1
             name = f"示例客户{names:05d}有限公司"
-            customers.append({"dataId": 200000 + names, "name": name,
-                              "owners": [claimer]})
+            customers.append(
+                {"dataId": 200000 + names, "name": name, "owners": [claimer]}
+            )
             chosen.append(name)
         groups.add(owner)
-        instances.append({
-            "id": f"bench-{n:04d}", "created": f"-{1200 - n * 3}m",
-            "finished": f"-{1199 - n * 3}m", "status": "COMPLETED", "result": "agree",
-            "originator": owner, "customers": "\n".join(chosen),
-            "new_owners": [owner], "current_owners": [claimer],
-        })
+        instances.append(
+            {
+                "id": f"bench-{n:04d}",
+                "created": f"-{1200 - n * 3}m",
+                "finished": f"-{1199 - n * 3}m",
+                "status": "COMPLETED",
+                "result": "agree",
+                "originator": owner,
+                "customers": "\n".join(chosen),
+                "new_owners": [owner],
+                "current_owners": [claimer],
+            }
+        )
     scenario = {
         "users": users,
         "dingtalk": {"comment_user_id": BOT, "instances": instances},
@@ -113,8 +121,13 @@ def run_fzr(env: dict, *args: str) -> Timed:
     ``--variant MEANS`` first, through bench/variant.py with that means off."""
     command = [sys.executable, "-m", "fzrcli", *args]
     if args[:1] == ("--variant",):
-        command = [sys.executable, str(ROOT / "bench" / "variant.py"), args[1], "--",
-                   "sync"]
+        command = [
+            sys.executable,
+            str(ROOT / "bench" / "variant.py"),
+            args[1],
+            "--",
+            "sync",
+        ]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         child = subprocess.Popen(command, env=env, stdout=out, stderr=err)
@@ -123,8 +136,9 @@ def run_fzr(env: dict, *args: str) -> Timed:
         child.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return Timed(wall, usage.ru_maxrss / 1024, child.returncode, out.read(),
-                     err.read())
+        return Timed(
+            wall, usage.ru_maxrss / 1024, child.returncode, out.read(), err.read()
+        )
 
 
 def pad_history(db_path: Path, requests: int, items_each: int = 4) -> None:
@@ -135,12 +149,18 @@ def pad_history(db_path: Path, requests: int, items_each: int = 4) -> None:
         db.executemany(
             "INSERT INTO requests (instance_id, state, first_seen_at, updated_at, "
             "decided_at) VALUES (?, 'done', ?, ?, ?)",
-            ((f"old-{n}", now, now, now) for n in range(requests)))
+            ((f"old-{n}", now, now, now) for n in range(requests)),
+        )
         db.executemany(
             "INSERT INTO items (instance_id, customer, new_owner_id, status, "
-            "created_at, updated_at, finished_at) VALUES (?, ?, 'u', 'assigned', ?, ?, ?)",
-            ((f"old-{n}", f"客户{n}-{k}", now, now, now)
-             for n in range(requests) for k in range(items_each)))
+            "created_at, updated_at, finished_at) "
+            "VALUES (?, ?, 'u', 'assigned', ?, ?, ?)",
+            (
+                (f"old-{n}", f"客户{n}-{k}", now, now, now)
+                for n in range(requests)
+                for k in range(items_each)
+            ),
+        )
     db.close()
 
 
@@ -148,8 +168,11 @@ def import_baseline(env: dict, runs: int = 5) -> float:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import typer, requests, rich, tenacity"],
-                       check=True, env=env)
+        subprocess.run(
+            [sys.executable, "-c", "import typer, requests, rich, tenacity"],
+            check=True,
+            env=env,
+        )
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -159,30 +182,45 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--history", type=int, default=200_000,
-                        help="finished requests added before the last idle passes")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=200_000,
+        help="finished requests added before the last idle passes",
+    )
     options = parser.parse_args()
 
-    scenario, minimum = build_scenario(options.requests, options.latency_ms,
-                                       options.seed)
+    scenario, minimum = build_scenario(
+        options.requests, options.latency_ms, options.seed
+    )
     folder = Path(tempfile.mkdtemp(prefix="fzr-bench-"))
     with Sandbox(scenario) as sandbox:
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("FZR_")},
-               **sandbox.env(), "FZR_DB": str(folder / "bench.sqlite3"),
-               "FZR_PASS_TIMEOUT": "900", "XDG_CONFIG_HOME": str(folder)}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("FZR_")},
+            **sandbox.env(),
+            "FZR_DB": str(folder / "bench.sqlite3"),
+            "FZR_PASS_TIMEOUT": "900",
+            "XDG_CONFIG_HOME": str(folder),
+        }
         # As after a normal install: bytecode cached, not compiled on every start.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         compileall.compile_dir(str(ROOT / "fzrcli"), quiet=1)
-        print(f"backlog: {minimum['requests']} approved requests, {minimum['names']} "
-              f"customers, {minimum['write_groups']} new owners; latency "
-              f"{options.latency_ms} ms; limits enforced")
+        print(
+            f"backlog: {minimum['requests']} approved requests, {minimum['names']} "
+            f"customers, {minimum['write_groups']} new owners; latency "
+            f"{options.latency_ms} ms; limits enforced"
+        )
         backlog = run_fzr(env, "sync")
         report_backlog(sandbox, backlog, minimum, options.latency_ms)
         baseline = import_baseline(env)
         report_idle(sandbox, env, baseline, "after the backlog")
         pad_history(folder / "bench.sqlite3", options.history)
-        report_idle(sandbox, env, baseline,
-                    f"with {options.history:,} more finished requests in the store")
+        report_idle(
+            sandbox,
+            env,
+            baseline,
+            f"with {options.history:,} more finished requests in the store",
+        )
     return 0
 
 
@@ -191,12 +229,16 @@ def report_idle(sandbox, env: dict, baseline: float, label: str) -> None:
     runs = [run_fzr(env, "sync") for _ in range(5)]
     wall = statistics.median(r.wall for r in runs)
     print(f"\nidle pass, {label} (median of 5)")
-    print(f"  metered DingTalk calls per pass: "
-          f"{sandbox.count(service='dingtalk', metered=True) / 5:g}; output: "
-          f"{runs[-1].stdout!r} / {runs[-1].stderr!r}")
-    print(f"  wall {wall:.3f} s; `python -c \"import typer, requests, rich, tenacity\"` "
-          f"{baseline:.3f} s; ratio {wall / baseline:.2f} (target ≤ 1.5); peak memory "
-          f"{max(r.peak_mb for r in runs):.0f} MB")
+    print(
+        f"  metered DingTalk calls per pass: "
+        f"{sandbox.count(service='dingtalk', metered=True) / 5:g}; output: "
+        f"{runs[-1].stdout!r} / {runs[-1].stderr!r}"
+    )
+    print(
+        f'  wall {wall:.3f} s; `python -c "import typer, requests, rich, tenacity"` '
+        f"{baseline:.3f} s; ratio {wall / baseline:.2f} (target ≤ 1.5); peak memory "
+        f"{max(r.peak_mb for r in runs):.0f} MB"
+    )
 
 
 def report_backlog(sandbox, done: Timed, minimum, latency_ms) -> None:
@@ -205,21 +247,34 @@ def report_backlog(sandbox, done: Timed, minimum, latency_ms) -> None:
         print(f"fzr sync exited {done.code}: {done.stderr.strip()[:500]}")
     print(f"  fzr: {done.stdout.strip()}")
     by_api = Counter(f"{c.service}.{c.api}" for c in sandbox.calls)
-    throttled = Counter(f"{c.service}.{c.api}" for c in sandbox.calls
-                        if c.status in (403, 429) or getattr(c, "throttled", False))
+    throttled = Counter(
+        f"{c.service}.{c.api}"
+        for c in sandbox.calls
+        if c.status in (403, 429) or getattr(c, "throttled", False)
+    )
     print("\nbacklog pass")
     print(f"  wall time: {wall:.2f} s; peak memory (RSS): {peak_mb:.0f} MB")
-    print("  calls per endpoint: " + ", ".join(f"{k} {v}" for k, v in
-                                               sorted(by_api.items())))
-    print(f"  metered DingTalk calls: {sandbox.count(service='dingtalk', metered=True)}")
+    print(
+        "  calls per endpoint: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(by_api.items()))
+    )
+    print(
+        f"  metered DingTalk calls: {sandbox.count(service='dingtalk', metered=True)}"
+    )
     print(f"  throttled answers (all retried): {sum(throttled.values())}")
     bound, overlapped, stages = lower_bound(minimum, latency_ms / 1000)
-    print("  lower bound by stage: " + ", ".join(f"{k} {v:.2f} s" for k, v in
-                                                 stages.items()))
-    print(f"  lower bound (stages in sequence): {bound:.2f} s; wall / bound = "
-          f"{wall / bound:.2f} (target ≤ 1.25)")
-    print(f"  lower bound (perfect overlap): {overlapped:.2f} s; wall / bound = "
-          f"{wall / overlapped:.2f}")
+    print(
+        "  lower bound by stage: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items())
+    )
+    print(
+        f"  lower bound (stages in sequence): {bound:.2f} s; wall / bound = "
+        f"{wall / bound:.2f} (target ≤ 1.25)"
+    )
+    print(
+        f"  lower bound (perfect overlap): {overlapped:.2f} s; wall / bound = "
+        f"{wall / overlapped:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,19 +32,31 @@ def run_variant(means: str, requests: int, latency_ms: int) -> str:
     scenario, _ = build_scenario(requests, latency_ms, seed=7)
     folder = Path(tempfile.mkdtemp(prefix=f"fzr-means-{means}-"))
     with Sandbox(scenario) as sandbox:
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("FZR_")},
-               **sandbox.env(), "FZR_DB": str(folder / "bench.sqlite3"),
-               "FZR_PASS_TIMEOUT": "900", "XDG_CONFIG_HOME": str(folder)}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("FZR_")},
+            **sandbox.env(),
+            "FZR_DB": str(folder / "bench.sqlite3"),
+            "FZR_PASS_TIMEOUT": "900",
+            "XDG_CONFIG_HOME": str(folder),
+        }
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         backlog = run_fzr_variant(env, means)
-        calls = {api: sandbox.count(api=api) for api in
-                 ("instances.get", "comments.add", "customer.list",
-                  "customer.distribution")}
+        calls = {
+            api: sandbox.count(api=api)
+            for api in (
+                "instances.get",
+                "comments.add",
+                "customer.list",
+                "customer.distribution",
+            )
+        }
         sandbox.reset_calls()
         idle = statistics.median(run_fzr_variant(env, means).wall for _ in range(5))
     done = "ok" if backlog.code == 0 else f"exit {backlog.code}"
-    return (f"{means:18} backlog {backlog.wall:6.2f} s ({done}); idle {idle:.3f} s; "
-            + ", ".join(f"{k} {v}" for k, v in calls.items()))
+    return (
+        f"{means:18} backlog {backlog.wall:6.2f} s ({done}); idle {idle:.3f} s; "
+        + ", ".join(f"{k} {v}" for k, v in calls.items())
+    )
 
 
 def run_fzr_variant(env: dict, means: str):
@@ -57,8 +69,10 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=int, default=50)
     options = parser.parse_args()
     compileall.compile_dir(str(ROOT / "fzrcli"), quiet=1)
-    print(f"{options.requests} approved requests, latency {options.latency_ms} ms, "
-          "limits enforced; one means switched off per line")
+    print(
+        f"{options.requests} approved requests, latency {options.latency_ms} ms, "
+        "limits enforced; one means switched off per line"
+    )
     for means in VARIANTS:
         print(run_variant(means, options.requests, options.latency_ms), flush=True)
     return 0

@@ -31,8 +31,13 @@ from fzrcli.timeutil import DAY_MS, now_ms, start_of_day_ms, utc_iso
 ZONE = "Asia/Shanghai"
 ITEMS_PER_REQUEST = 4
 OUTCOMES = [  # (status, weight) of a mature store
-    ("assigned", 80), ("already_owner", 10), ("not_found", 4), ("ambiguous", 2),
-    ("unverified", 1), ("failed", 1), ("pending", 2),
+    ("assigned", 80),
+    ("already_owner", 10),
+    ("not_found", 4),
+    ("ambiguous", 2),
+    ("unverified", 1),
+    ("failed", 1),
+    ("pending", 2),
 ]
 RUN_EVERY_MS = 300_000  # a pass every five minutes
 
@@ -45,27 +50,39 @@ def main() -> None:
             sys.exit(f"{db} exists; the benchmark fills a new state file")
         started = time.perf_counter()
         fill(db, args.items, finished_between(args))
-        print(f"filled {db} with {args.items:,} items in "
-              f"{time.perf_counter() - started:.1f} s "
-              f"({db.stat().st_size / 1e6:.0f} MB)")
+        print(
+            f"filled {db} with {args.items:,} items in "
+            f"{time.perf_counter() - started:.1f} s "
+            f"({db.stat().st_size / 1e6:.0f} MB)"
+        )
         for _ in range(args.repeat):
             seconds, peak_mb, size = run_report(db, args.format, scratch)
-            print(f"fzr report --date yesterday --format {args.format}: "
-                  f"{seconds:.2f} s wall, "
-                  f"peak RSS {peak_mb:.0f} MB, {size:,} bytes of output")
+            print(
+                f"fzr report --date yesterday --format {args.format}: "
+                f"{seconds:.2f} s wall, "
+                f"peak RSS {peak_mb:.0f} MB, {size:,} bytes of output"
+            )
 
 
 def options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--days", type=float, default=365,
-                        help="items finish evenly over this many days up to now")
-    parser.add_argument("--all-in-day", action="store_true",
-                        help="every item finishes yesterday: the report covers all")
+    parser.add_argument(
+        "--days",
+        type=float,
+        default=365,
+        help="items finish evenly over this many days up to now",
+    )
+    parser.add_argument(
+        "--all-in-day",
+        action="store_true",
+        help="every item finishes yesterday: the report covers all",
+    )
     parser.add_argument("--format", default="json")
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--keep", help="write the state file here (a new path) "
-                        "and keep it")
+    parser.add_argument(
+        "--keep", help="write the state file here (a new path) and keep it"
+    )
     return parser.parse_args()
 
 
@@ -85,10 +102,13 @@ def fill(db: Path, items: int, span: tuple[int, int]) -> None:
     statuses, weights = zip(*OUTCOMES)
     requests = -(-items // ITEMS_PER_REQUEST)
     with store.transaction() as sql:
-        sql.executemany(REQUEST_SQL, (request_row(n, rng, span, requests)
-                                      for n in range(requests)))
-        sql.executemany(ITEM_SQL, (item_row(n, rng, span, items, statuses, weights)
-                                   for n in range(items)))
+        sql.executemany(
+            REQUEST_SQL, (request_row(n, rng, span, requests) for n in range(requests))
+        )
+        sql.executemany(
+            ITEM_SQL,
+            (item_row(n, rng, span, items, statuses, weights) for n in range(items)),
+        )
         sql.executemany(RUN_SQL, run_rows(span[1]))
     store.close()
 
@@ -110,17 +130,29 @@ RUN_SQL = (
 )
 
 
-def request_row(n: int, rng: random.Random, span: tuple[int, int],
-                requests: int) -> tuple:
+def request_row(
+    n: int, rng: random.Random, span: tuple[int, int], requests: int
+) -> tuple:
     moment = moment_of(n / requests, rng, span)
     at = utc_iso(moment)
     state = "invalid" if n % 500 == 0 else "done"
-    return (f"inst-{n:08d}", state, f"2024{n:017d}", f"user{n % 300:04d}",
-            moment - 3_600_000, moment, at, at, at, at)
+    return (
+        f"inst-{n:08d}",
+        state,
+        f"2024{n:017d}",
+        f"user{n % 300:04d}",
+        moment - 3_600_000,
+        moment,
+        at,
+        at,
+        at,
+        at,
+    )
 
 
-def item_row(n: int, rng: random.Random, span: tuple[int, int], items: int,
-             statuses, weights) -> tuple:
+def item_row(
+    n: int, rng: random.Random, span: tuple[int, int], items: int, statuses, weights
+) -> tuple:
     status = rng.choices(statuses, weights)[0]
     request = n // ITEMS_PER_REQUEST
     at = utc_iso(moment_of(n / items, rng, span))
@@ -128,12 +160,22 @@ def item_row(n: int, rng: random.Random, span: tuple[int, int], items: int,
     if status == "not_found":
         suggestion = json.dumps([f"客户{n + 1}有限公司"], ensure_ascii=False)
     elif status == "ambiguous":
-        suggestion = json.dumps([{"dataId": n, "name": f"客户{n}"},
-                                 {"dataId": n + 1, "name": f"客户{n}"}],
-                                ensure_ascii=False)
+        suggestion = json.dumps(
+            [{"dataId": n, "name": f"客户{n}"}, {"dataId": n + 1, "name": f"客户{n}"}],
+            ensure_ascii=False,
+        )
     finished = None if status == "pending" else at
-    return (f"inst-{request:08d}", f"客户{n}", f"owner{n % 150:03d}", status,
-            f"outcome {status}", suggestion, at, at, finished)
+    return (
+        f"inst-{request:08d}",
+        f"客户{n}",
+        f"owner{n % 150:03d}",
+        status,
+        f"outcome {status}",
+        suggestion,
+        at,
+        at,
+        finished,
+    )
 
 
 def moment_of(share: float, rng: random.Random, span: tuple[int, int]) -> int:
@@ -152,15 +194,28 @@ def run_rows(end: int):
 
 def run_report(db: Path, fmt: str, scratch: str) -> tuple[float, float, int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FZR_")}
-    env.update({"FZR_DB": str(db), "FZR_TIMEZONE": ZONE,
-                "XDG_CONFIG_HOME": str(Path(scratch) / "config")})
+    env.update(
+        {
+            "FZR_DB": str(db),
+            "FZR_TIMEZONE": ZONE,
+            "XDG_CONFIG_HOME": str(Path(scratch) / "config"),
+        }
+    )
     report = Path(scratch) / "report.out"
     started = time.perf_counter()
     # The output goes to a file, not into this process: a child's peak RSS starts at
     # what its parent held when it forked.
     with open(report, "wb") as out:
-        command = [sys.executable, "-m", "fzrcli", "report", "--date", "yesterday",
-                   "--format", fmt]
+        command = [
+            sys.executable,
+            "-m",
+            "fzrcli",
+            "report",
+            "--date",
+            "yesterday",
+            "--format",
+            fmt,
+        ]
         done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.PIPE)
     seconds = time.perf_counter() - started
     if done.returncode:

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fzrcli.forms import FieldSpec, InvalidForm, ParsedRequest, parse_request
-from fzrcli.store import (ACTIVE, CANCELED, INVALID, OPEN, REFUSED, TERMINATED,
-                          UNMATCHED)
+from fzrcli.store import ACTIVE, CANCELED, INVALID, OPEN, REFUSED, TERMINATED, UNMATCHED
 from fzrcli.timeutil import parse_dingtalk_time
 
 
@@ -25,6 +24,7 @@ class Decision:
 
 def facts_of(instance: dict) -> dict:
     """The fields fzr keeps, read defensively: keys may be missing or mistyped."""
+
     def text(key: str) -> str | None:
         value = instance.get(key)
         return value.strip() if isinstance(value, str) and value.strip() else None
@@ -41,8 +41,12 @@ def facts_of(instance: dict) -> dict:
     }
 
 
-def decide(instance: dict, fields: FieldSpec, max_customers: int = 200,
-           fields_verified: bool = False) -> Decision:
+def decide(
+    instance: dict,
+    fields: FieldSpec,
+    max_customers: int = 200,
+    fields_verified: bool = False,
+) -> Decision:
     """``fields_verified``: the settings' fields exist on the form (its schema was
     read), so a field missing from one approval is that approval's fault."""
     facts = facts_of(instance)
@@ -58,22 +62,34 @@ def decide(instance: dict, fields: FieldSpec, max_customers: int = 200,
     if result == "refuse":
         return Decision(REFUSED, facts, reason="refused by the approver")
     if result != "agree":
-        return Decision(INVALID, facts, reason=f"completed with result {result!r}; "
-                        "not an approval", invalid_field="result")
+        return Decision(
+            INVALID,
+            facts,
+            reason=f"completed with result {result!r}; not an approval",
+            invalid_field="result",
+        )
     if facts["biz_action"] == "REVOKE":
         return Decision(CANCELED, facts, reason="approval was revoked")
     return _approved(instance, facts, fields, max_customers, fields_verified)
 
 
-def _approved(instance: dict, facts: dict, fields: FieldSpec, max_customers: int,
-              fields_verified: bool):
+def _approved(
+    instance: dict,
+    facts: dict,
+    fields: FieldSpec,
+    max_customers: int,
+    fields_verified: bool,
+):
     try:
-        parsed = parse_request(instance.get("formComponentValues"), fields, max_customers)
+        parsed = parse_request(
+            instance.get("formComponentValues"), fields, max_customers
+        )
     except InvalidForm as exc:
         if exc.unmatched and not fields_verified:
             # The settings, not the requester, are wrong: wait for them to be fixed.
             present = f" (the form has {exc.present})" if exc.present else ""
-            return Decision(UNMATCHED, facts, reason=f"{exc}{present}",
-                            invalid_field=exc.field)
+            return Decision(
+                UNMATCHED, facts, reason=f"{exc}{present}", invalid_field=exc.field
+            )
         return Decision(INVALID, facts, reason=str(exc), invalid_field=exc.field)
     return Decision(ACTIVE, facts, parsed=parsed)

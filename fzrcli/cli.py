@@ -19,10 +19,14 @@ app = typer.Typer(
 
 @app.callback()
 def main_options(
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True,
-                                help="More detail on stderr (-vv for HTTP detail)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q",
-                               help="Only errors on stderr."),
+    verbose: int = typer.Option(
+        0,
+        "--verbose",
+        "-v",
+        count=True,
+        help="More detail on stderr (-vv for HTTP detail).",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
 ) -> None:
     """Turn approved DingTalk co-owner requests into XBB CRM owners.
 
@@ -35,13 +39,18 @@ def main_options(
 @app.command()
 def sync(
     since: Optional[str] = typer.Option(
-        None, help="Re-scan requests created since: today, yesterday, 2d, "
-        "6h or YYYY-MM-DD (finished work is not redone)."),
-    dry_run: bool = typer.Option(False, "--dry-run",
-                                 help="Show the CRM writes a pass would make; make none."),
+        None,
+        help="Re-scan requests created since: today, yesterday, 2d, "
+        "6h or YYYY-MM-DD (finished work is not redone).",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show the CRM writes a pass would make; make none."
+    ),
     resume_writes: bool = typer.Option(
-        False, "--resume-writes",
-        help="Lift the halt on CRM writes after owners vanished (check them first)."),
+        False,
+        "--resume-writes",
+        help="Lift the halt on CRM writes after owners vanished (check them first).",
+    ),
 ) -> None:
     """Run one pass: find approved requests, add the owners, comment, record.
 
@@ -57,8 +66,9 @@ def sync(
 @app.command()
 def fetch(
     since: Optional[str] = typer.Option(
-        None, help="Re-scan requests created since: today, yesterday, 2d, 6h or "
-        "YYYY-MM-DD."),
+        None,
+        help="Re-scan requests created since: today, yesterday, 2d, 6h or YYYY-MM-DD.",
+    ),
 ) -> None:
     """Pull approval requests into the local store and list the pending CRM work.
 
@@ -66,14 +76,16 @@ def fetch(
     """
     from fzrcli import commands
 
-    raise typer.Exit(commands.sync(since, dry_run=True, resume_writes=False,
-                                   fetch_only=True))
+    raise typer.Exit(
+        commands.sync(since, dry_run=True, resume_writes=False, fetch_only=True)
+    )
 
 
 @app.command()
 def assign(
-    customer: Optional[str] = typer.Option(None, "--customer",
-                                           help="Customer name as in the CRM."),
+    customer: Optional[str] = typer.Option(
+        None, "--customer", help="Customer name as in the CRM."
+    ),
     data_id: Optional[int] = typer.Option(None, "--id", help="Customer dataId."),
     user: str = typer.Option(..., "--user", help="User id of the owner to add."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the write; make none."),
@@ -126,20 +138,32 @@ def sandbox(
 @app.command()
 def report(
     date: Optional[str] = typer.Option(
-        None, "--date", help="The day to report: today (default), yesterday or "
-        "YYYY-MM-DD, in FZR_TIMEZONE."),
+        None,
+        "--date",
+        help="The day to report: today (default), yesterday or "
+        "YYYY-MM-DD, in FZR_TIMEZONE.",
+    ),
     since: Optional[str] = typer.Option(
-        None, help="Start of the period instead of --date: today, yesterday, 2d, 6h, "
-        "30m or YYYY-MM-DD."),
+        None,
+        help="Start of the period instead of --date: today, yesterday, 2d, 6h, "
+        "30m or YYYY-MM-DD.",
+    ),
     until: Optional[str] = typer.Option(
-        None, help="End of the period (with --since): now (default), 2d or 6h ago, or "
-        "a day, which is included."),
+        None,
+        help="End of the period (with --since): now (default), 2d or 6h ago, or "
+        "a day, which is included.",
+    ),
     format: Optional[str] = typer.Option(
-        None, "--format", help="table (default), json, csv (the items that need a "
-        "human) or markdown."),
+        None,
+        "--format",
+        help="table (default), json, csv (the items that need a human) or markdown.",
+    ),
     send: bool = typer.Option(
-        False, "--send", help="Post the markdown report to the DingTalk group robot "
-        "(FZR_ROBOT_WEBHOOK, FZR_ROBOT_SECRET)."),
+        False,
+        "--send",
+        help="Post the markdown report to the DingTalk group robot "
+        "(FZR_ROBOT_WEBHOOK, FZR_ROBOT_SECRET).",
+    ),
 ) -> None:
     """Summarise a period: requests decided, items finished, what needs a
     human, and this month's API use against FZR_MONTHLY_QUOTA.
@@ -171,4 +195,6 @@ def history(
     from fzrcli.history import run_history
 
     raise typer.Exit(run_history(request, format))
+
+
 # --- end report and history ---

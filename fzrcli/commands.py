@@ -21,9 +21,14 @@ from fzrcli.transport import CallLog
 log = logging.getLogger(__name__)
 
 STATUS_WORDS = {
-    "assigned": "assigned", "already_owner": "already owner", "not_found": "not found",
-    "ambiguous": "ambiguous", "unverified": "unverified", "failed": "failed",
-    "pending": "pending", "writing": "being written",
+    "assigned": "assigned",
+    "already_owner": "already owner",
+    "not_found": "not found",
+    "ambiguous": "ambiguous",
+    "unverified": "unverified",
+    "failed": "failed",
+    "pending": "pending",
+    "writing": "being written",
 }
 
 STATE_WORDS = {"active": "approved", "gone": "not found in DingTalk"}
@@ -49,20 +54,29 @@ def recorded_run(store: Store, command: str, calls: CallLog) -> Iterator[dict]:
         outcome["exit"], outcome["message"] = 1, f"crashed: {type(error).__name__}"
         raise
     finally:
-        store.finish_run(run_id, outcome["exit"], call_totals(calls), outcome["message"])
+        store.finish_run(
+            run_id, outcome["exit"], call_totals(calls), outcome["message"]
+        )
 
 
 def call_totals(calls: CallLog) -> dict:
-    writes = sum(n for (svc, api), n in calls.counts.items()
-                 if svc == "xbb" and api == "customer.distribution")
+    writes = sum(
+        n
+        for (svc, api), n in calls.counts.items()
+        if svc == "xbb" and api == "customer.distribution"
+    )
     return {
-        "dingtalk_calls": calls.total("dingtalk"), "dingtalk_metered": calls.metered,
-        "xbb_calls": calls.total("xbb"), "xbb_writes": writes, "by_api": calls.by_api(),
+        "dingtalk_calls": calls.total("dingtalk"),
+        "dingtalk_metered": calls.metered,
+        "xbb_calls": calls.total("xbb"),
+        "xbb_writes": writes,
+        "by_api": calls.by_api(),
     }
 
 
-def sync(since: str | None, dry_run: bool, resume_writes: bool,
-         fetch_only: bool = False) -> int:
+def sync(
+    since: str | None, dry_run: bool, resume_writes: bool, fetch_only: bool = False
+) -> int:
     from fzrcli.sync import run_pass
 
     settings = settings_for(DINGTALK) if fetch_only else settings_for(DINGTALK, XBB)
@@ -74,9 +88,15 @@ def sync(since: str | None, dry_run: bool, resume_writes: bool,
         command = "fetch" if fetch_only else ("sync --dry-run" if dry_run else "sync")
         with recorded_run(store, command, calls) as outcome:
             try:
-                report = run_pass(settings, store, calls, since_ms=since_ms,
-                                  dry_run=dry_run, fetch_only=fetch_only,
-                                  resume=resume_writes)
+                report = run_pass(
+                    settings,
+                    store,
+                    calls,
+                    since_ms=since_ms,
+                    dry_run=dry_run,
+                    fetch_only=fetch_only,
+                    resume=resume_writes,
+                )
             except PassAborted as aborted:
                 # What was done before the stop is committed: say what it was.
                 _print_pass(aborted.report, calls, command, store)
@@ -106,11 +126,20 @@ def _print_pass(report, calls: CallLog, command: str, store: Store) -> None:
     for problem in report.problems:
         output.warn(problem)
     if report.planned:
-        output.table("would write (dry run)", ["request", "customer", "dataId",
-                                               "new owner", "owners now"],
-                     [[_business_id(store, w.item.instance_id), w.item.customer,
-                       str(w.customer.data_id), w.item.new_owner_id,
-                       ", ".join(w.customer.owners)] for w in report.planned])
+        output.table(
+            "would write (dry run)",
+            ["request", "customer", "dataId", "new owner", "owners now"],
+            [
+                [
+                    _business_id(store, w.item.instance_id),
+                    w.item.customer,
+                    str(w.customer.data_id),
+                    w.item.new_owner_id,
+                    ", ".join(w.customer.owners),
+                ]
+                for w in report.planned
+            ],
+        )
     if report.quiet():
         return
     output.say(summary_line(report, calls, command.split()[0]))
@@ -124,12 +153,17 @@ def _business_id(store: Store, instance_id: str) -> str:
 def summary_line(report, calls: CallLog, command: str = "sync") -> str:
     parts = []
     if report.fetched:
-        decided = ", ".join(f"{n} {STATE_WORDS.get(state, state)}"
-                            for state, n in sorted(report.decided.items()))
+        decided = ", ".join(
+            f"{n} {STATE_WORDS.get(state, state)}"
+            for state, n in sorted(report.decided.items())
+        )
         parts.append(f"{report.fetched} request(s) fetched ({decided or 'still open'})")
     if report.items:
-        parts.append(", ".join(f"{n} {STATUS_WORDS.get(s, s)}"
-                               for s, n in sorted(report.items.items())))
+        parts.append(
+            ", ".join(
+                f"{n} {STATUS_WORDS.get(s, s)}" for s, n in sorted(report.items.items())
+            )
+        )
     human = sum(report.items[s] for s in NEEDS_HUMAN)
     if human:
         parts.append(f"{human} need a human (fzr report)")
@@ -137,8 +171,9 @@ def summary_line(report, calls: CallLog, command: str = "sync") -> str:
         parts.append(f"{len(report.planned)} write(s) planned, none made")
     if report.comments:
         parts.append(f"{report.comments} comment(s) posted")
-    parts.append(f"{calls.metered} metered DingTalk call(s), "
-                 f"{calls.total('xbb')} CRM call(s)")
+    parts.append(
+        f"{calls.metered} metered DingTalk call(s), {calls.total('xbb')} CRM call(s)"
+    )
     return f"{command}: " + "; ".join(parts)
 
 
@@ -150,9 +185,19 @@ def _print_pending_work(store: Store) -> None:
     ).fetchall()
     if not rows:
         return
-    output.table("pending work", ["request", "customer", "new owner", "status"],
-                 [[row["business_id"] or row["instance_id"], row["customer"],
-                   row["new_owner_id"], STATUS_WORDS[row["status"]]] for row in rows])
+    output.table(
+        "pending work",
+        ["request", "customer", "new owner", "status"],
+        [
+            [
+                row["business_id"] or row["instance_id"],
+                row["customer"],
+                row["new_owner_id"],
+                STATUS_WORDS[row["status"]],
+            ]
+            for row in rows
+        ],
+    )
 
 
 def status_counts(store: Store) -> Counter:
@@ -180,7 +225,9 @@ def assign(customer: str | None, data_id: int | None, user: str, dry_run: bool) 
         with recorded_run(store, "assign", calls) as outcome:
             xbb = Xbb(settings, calls, Budget(settings.pass_timeout))
             if user not in xbb.active_users([user]):
-                raise Refused(f"{user} is not an active CRM user (resigned or not set up)")
+                raise Refused(
+                    f"{user} is not an active CRM user (resigned or not set up)"
+                )
             target = _resolve_one(xbb, customer, data_id)
             if dry_run:
                 output.say(_assign_plan(target, user))
@@ -189,15 +236,20 @@ def assign(customer: str | None, data_id: int | None, user: str, dry_run: bool) 
             instance_id = store.create_manual_request(label)
             store.add_items(instance_id, [target.name], [user], manual=True)
             work = OwnerWork(store, xbb)
-            work.run(store.items_of(instance_id), None,
-                     resolved={name_key(clean_name(target.name)): [target]})
+            work.run(
+                store.items_of(instance_id),
+                None,
+                resolved={name_key(clean_name(target.name)): [target]},
+            )
             item = store.items_of(instance_id)[0]
             outcome["exit"] = 0 if item.status in ("assigned", "already_owner") else 1
             outcome["message"] = f"{item.status}: {item.reason}"
             with store.transaction():
                 store.set_request_state(instance_id, "done")
-            output.say(f"{STATUS_WORDS.get(item.status, item.status)}: {target.name} "
-                       f"(dataId {target.data_id}), {user} — {item.reason}")
+            output.say(
+                f"{STATUS_WORDS.get(item.status, item.status)}: {target.name} "
+                f"(dataId {target.data_id}), {user} — {item.reason}"
+            )
             return outcome["exit"]
     finally:
         store.close()
@@ -218,7 +270,9 @@ def _resolve_one(xbb, customer: str | None, data_id: int | None):
             return xbb.customer_detail(data_id)
         except ServiceError as error:
             if error.kind is Failure.PERMANENT:
-                raise Refused(f"no customer with dataId {data_id}: {error.detail}")
+                raise Refused(
+                    f"no customer with dataId {data_id}: {error.detail}"
+                ) from None
             raise
     name = clean_name(customer or "")
     if not name:
@@ -229,16 +283,22 @@ def _resolve_one(xbb, customer: str | None, data_id: int | None):
         hint = f"; closest: {', '.join(near)}" if near else ""
         raise Refused(f"no CRM customer is named {name!r}{hint}")
     if len(matches) > 1:
-        listed = "; ".join(f"dataId {c.data_id} {c.name} (owners: "
-                           f"{', '.join(c.owners) or 'none, public pool'})"
-                           for c in matches)
-        raise Refused(f"{len(matches)} customers are named {name!r}: {listed}. "
-                      "Pick one with --id DATAID")
+        listed = "; ".join(
+            f"dataId {c.data_id} {c.name} (owners: "
+            f"{', '.join(c.owners) or 'none, public pool'})"
+            for c in matches
+        )
+        raise Refused(
+            f"{len(matches)} customers are named {name!r}: {listed}. "
+            "Pick one with --id DATAID"
+        )
     return matches[0]
 
 
 def _assign_plan(target, user: str) -> str:
     if user in target.owners:
         return f"dry run: {user} already owns {target.name} (dataId {target.data_id})"
-    return (f"dry run: would add {user} to {target.name} (dataId {target.data_id}); "
-            f"owners now: {', '.join(target.owners) or 'none (public pool)'}")
+    return (
+        f"dry run: would add {user} to {target.name} (dataId {target.data_id}); "
+        f"owners now: {', '.join(target.owners) or 'none (public pool)'}"
+    )

@@ -15,9 +15,21 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed
 
 from fzrcli.dingtalk import DingTalk
 from fzrcli.errors import Failure, ServiceError
-from fzrcli.store import (ALREADY_OWNER, AMBIGUOUS, ASSIGNED, COMMENT_DUE, COMMENT_FAILED,
-                          COMMENT_SENDING, COMMENT_SENT, FAILED, INVALID, NOT_FOUND,
-                          UNVERIFIED, Item, Store)
+from fzrcli.store import (
+    ALREADY_OWNER,
+    AMBIGUOUS,
+    ASSIGNED,
+    COMMENT_DUE,
+    COMMENT_FAILED,
+    COMMENT_SENDING,
+    COMMENT_SENT,
+    FAILED,
+    INVALID,
+    NOT_FOUND,
+    UNVERIFIED,
+    Item,
+    Store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +37,22 @@ LIMIT = 1024  # DingTalk refuses longer comment texts
 IN_FLIGHT = 8
 PREFIX = "【fzr】"
 FIELD_NAMES = {
-    "customers": "客户名称", "new_owner": "需添加的负责人",
-    "current_owner": "选择任意当前客户负责人", "form": "表单", "result": "审批结果",
+    "customers": "客户名称",
+    "new_owner": "需添加的负责人",
+    "current_owner": "选择任意当前客户负责人",
+    "form": "表单",
+    "result": "审批结果",
 }
 HEADLINE_ORDER = (ASSIGNED, ALREADY_OWNER, NOT_FOUND, AMBIGUOUS, UNVERIFIED, FAILED)
 LINE_ORDER = (FAILED, NOT_FOUND, AMBIGUOUS, UNVERIFIED, ASSIGNED, ALREADY_OWNER)
 LINE_LIMIT = 200  # one customer's line, so one long name cannot crowd out the rest
 HEADLINE_WORDS = {
-    ASSIGNED: "已添加", ALREADY_OWNER: "原已是负责人", NOT_FOUND: "未找到",
-    AMBIGUOUS: "有重名", UNVERIFIED: "负责人不符", FAILED: "失败",
+    ASSIGNED: "已添加",
+    ALREADY_OWNER: "原已是负责人",
+    NOT_FOUND: "未找到",
+    AMBIGUOUS: "有重名",
+    UNVERIFIED: "负责人不符",
+    FAILED: "失败",
 }
 
 
@@ -41,17 +60,28 @@ def compose_result(items: list[Item], people: dict[str, str]) -> str:
     """One line per item, with a headline of counts; summarised to fit 1,024 chars.
     What the requester must act on comes first, so it survives the summarising."""
     counts = Counter(item.status for item in items)
-    headline = PREFIX + "客户共管处理结果：" + "，".join(
-        f"{HEADLINE_WORDS[s]} {counts[s]} 个" for s in HEADLINE_ORDER if counts[s])
-    ordered = sorted(items, key=lambda item: LINE_ORDER.index(item.status)
-                     if item.status in LINE_ORDER else 0)
+    headline = (
+        PREFIX
+        + "客户共管处理结果："
+        + "，".join(
+            f"{HEADLINE_WORDS[s]} {counts[s]} 个" for s in HEADLINE_ORDER if counts[s]
+        )
+    )
+    ordered = sorted(
+        items,
+        key=lambda item: (
+            LINE_ORDER.index(item.status) if item.status in LINE_ORDER else 0
+        ),
+    )
     return _fit(headline, [_item_line(item, people) for item in ordered])
 
 
 def compose_invalid(field: str | None, reason: str | None) -> str:
     name = FIELD_NAMES.get(field or "form", field or "表单")
-    text = (f"{PREFIX}无法处理此申请：字段「{name}」无法读取（{reason or '原因不明'}）。"
-            "未做任何修改，请修正后重新提交。")
+    text = (
+        f"{PREFIX}无法处理此申请：字段「{name}」无法读取（{reason or '原因不明'}）。"
+        "未做任何修改，请修正后重新提交。"
+    )
     return text[:LIMIT]
 
 
@@ -65,9 +95,13 @@ def _item_line(item: Item, people: dict[str, str]) -> str:
         return f"· {customer}：{who} 原已是负责人，无需添加"
     if item.status == NOT_FOUND:
         near = "、".join(suggestion) if suggestion else ""
-        return f"· {customer}：CRM 中未找到该客户" + (f"，相近客户：{near}" if near else "")
+        return f"· {customer}：CRM 中未找到该客户" + (
+            f"，相近客户：{near}" if near else ""
+        )
     if item.status == AMBIGUOUS:
-        names = "、".join(f"{c.get('name')}（编号 {c.get('dataId')}）" for c in suggestion)
+        names = "、".join(
+            f"{c.get('name')}（编号 {c.get('dataId')}）" for c in suggestion
+        )
         return f"· {customer}：CRM 中有多个同名客户，未处理：{names}"
     if item.status == UNVERIFIED:
         return f"· {customer}：所选现负责人并非该客户负责人，未处理"
@@ -84,8 +118,10 @@ def _suggestion(item: Item) -> list:
 
 def _fit(headline: str, lines: list[str]) -> str:
     """Headline and as many whole lines as fit, then how many were left out."""
-    lines = [line if len(line) <= LINE_LIMIT else line[:LINE_LIMIT - 1] + "…"
-             for line in lines]
+    lines = [
+        line if len(line) <= LINE_LIMIT else line[: LINE_LIMIT - 1] + "…"
+        for line in lines
+    ]
     text = "\n".join([headline, *lines])
     if len(text) <= LIMIT:
         return text
@@ -138,12 +174,15 @@ def post_due_comments(store: Store, dingtalk: DingTalk, user_id: str) -> int:
                 break
             text = row["comment_text"] or compose_for(store, row)
             if row["comment_state"] == COMMENT_SENDING and _already_there(
-                    dingtalk, row["instance_id"], text, user_id):
+                dingtalk, row["instance_id"], text, user_id
+            ):
                 store.set_comment(row["instance_id"], COMMENT_SENT, text)
                 continue
             with store.transaction():
                 store.set_comment(row["instance_id"], COMMENT_SENDING, text)
-            future = pool.submit(dingtalk.add_comment, row["instance_id"], text, user_id)
+            future = pool.submit(
+                dingtalk.add_comment, row["instance_id"], text, user_id
+            )
             in_flight[future] = (row["instance_id"], text)
             if len(in_flight) >= IN_FLIGHT:
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -189,7 +228,11 @@ def _already_there(dingtalk: DingTalk, instance_id: str, text: str, user_id: str
     instance = dingtalk.get_instance(instance_id)
     records = instance.get("operationRecords")
     for record in records if isinstance(records, list) else []:
-        if (isinstance(record, dict) and record.get("type") == "ADD_REMARK"
-                and record.get("userId") == user_id and record.get("remark") == text):
+        if (
+            isinstance(record, dict)
+            and record.get("type") == "ADD_REMARK"
+            and record.get("userId") == user_id
+            and record.get("remark") == text
+        ):
             return True
     return False

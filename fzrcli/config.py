@@ -103,48 +103,172 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("db", "FZR_DB", ("db",), _text, None, help="SQLite state file"),
     Setting(
-        "dingtalk_base_url", "FZR_DINGTALK_BASE_URL", ("dingtalk", "base_url"), _url,
-        "https://api.dingtalk.com", DINGTALK, help="DingTalk v1.0 API root",
+        "dingtalk_base_url",
+        "FZR_DINGTALK_BASE_URL",
+        ("dingtalk", "base_url"),
+        _url,
+        "https://api.dingtalk.com",
+        DINGTALK,
+        help="DingTalk v1.0 API root",
     ),
-    Setting("app_key", "FZR_DINGTALK_APP_KEY", ("dingtalk", "app_key"), _text, None,
-            DINGTALK, help="AppKey of the internal app"),
-    Setting("app_secret", "FZR_DINGTALK_APP_SECRET", ("dingtalk", "app_secret"), _text,
-            None, DINGTALK, secret=True, help="AppSecret of the internal app"),
-    Setting("process_code", "FZR_PROCESS_CODE", ("dingtalk", "process_code"), _text,
-            None, DINGTALK, help="approval form code, PROC-…"),
-    Setting("comment_user_id", "FZR_COMMENT_USER_ID", ("dingtalk", "comment_user_id"),
-            _text, None, help="user the comments are written as; unset: no comments"),
     Setting(
-        "xbb_base_url", "FZR_XBB_BASE_URL", ("xbb", "base_url"), _url,
-        "https://proapi.xbongbong.com", XBB, help="XBB open API root",
+        "app_key",
+        "FZR_DINGTALK_APP_KEY",
+        ("dingtalk", "app_key"),
+        _text,
+        None,
+        DINGTALK,
+        help="AppKey of the internal app",
     ),
-    Setting("xbb_corpid", "FZR_XBB_CORPID", ("xbb", "corpid"), _text, None, XBB,
-            help="XBB company id"),
-    Setting("xbb_token", "FZR_XBB_TOKEN", ("xbb", "token"), _text, None, XBB,
-            secret=True, help="XBB API token (signs requests)"),
-    Setting("xbb_user_id", "FZR_XBB_USER_ID", ("xbb", "user_id"), _text, None, XBB,
-            help="operator userId for CRM calls (an admin)"),
-    Setting("xbb_form_id", "FZR_XBB_FORM_ID", ("xbb", "form_id"), _positive_int, None,
-            XBB, help="formId of the customer form"),
-    Setting("field_customers", "FZR_FIELD_CUSTOMERS", ("fields", "customers"), _text,
-            "客户名称", help="customer names field: component id or label"),
-    Setting("field_new_owner", "FZR_FIELD_NEW_OWNER", ("fields", "new_owner"), _text,
-            "需添加的负责人", help="person to add: component id or label"),
-    Setting("field_current_owner", "FZR_FIELD_CURRENT_OWNER",
-            ("fields", "current_owner"), _text, "选择任意当前客户负责人",
-            help="claimed current owner: component id or label"),
-    Setting("timezone", "FZR_TIMEZONE", ("timezone",), _zone, "Asia/Shanghai",
-            help="zone for dates shown and --date/--since"),
-    Setting("monthly_quota", "FZR_MONTHLY_QUOTA", ("monthly_quota",), _positive_int,
-            5000, help="metered DingTalk calls allowed per month"),
-    Setting("active_hours", "FZR_ACTIVE_HOURS", ("active_hours",), _schedule, None,
-            help="when sync may call DingTalk, e.g. 'Mon-Fri 08:00-20:00'"),
-    Setting("robot_webhook", "FZR_ROBOT_WEBHOOK", ("robot", "webhook"), _url, None,
-            ROBOT, secret=True, help="group robot webhook URL (report --send)"),
-    Setting("robot_secret", "FZR_ROBOT_SECRET", ("robot", "secret"), _text, None,
-            ROBOT, secret=True, help="robot signing secret, SEC…"),
-    Setting("pass_timeout", "FZR_PASS_TIMEOUT", ("pass_timeout",), _positive_int, 240,
-            help="seconds a pass may run before it stops and leaves work pending"),
+    Setting(
+        "app_secret",
+        "FZR_DINGTALK_APP_SECRET",
+        ("dingtalk", "app_secret"),
+        _text,
+        None,
+        DINGTALK,
+        secret=True,
+        help="AppSecret of the internal app",
+    ),
+    Setting(
+        "process_code",
+        "FZR_PROCESS_CODE",
+        ("dingtalk", "process_code"),
+        _text,
+        None,
+        DINGTALK,
+        help="approval form code, PROC-…",
+    ),
+    Setting(
+        "comment_user_id",
+        "FZR_COMMENT_USER_ID",
+        ("dingtalk", "comment_user_id"),
+        _text,
+        None,
+        help="user the comments are written as; unset: no comments",
+    ),
+    Setting(
+        "xbb_base_url",
+        "FZR_XBB_BASE_URL",
+        ("xbb", "base_url"),
+        _url,
+        "https://proapi.xbongbong.com",
+        XBB,
+        help="XBB open API root",
+    ),
+    Setting(
+        "xbb_corpid",
+        "FZR_XBB_CORPID",
+        ("xbb", "corpid"),
+        _text,
+        None,
+        XBB,
+        help="XBB company id",
+    ),
+    Setting(
+        "xbb_token",
+        "FZR_XBB_TOKEN",
+        ("xbb", "token"),
+        _text,
+        None,
+        XBB,
+        secret=True,
+        help="XBB API token (signs requests)",
+    ),
+    Setting(
+        "xbb_user_id",
+        "FZR_XBB_USER_ID",
+        ("xbb", "user_id"),
+        _text,
+        None,
+        XBB,
+        help="operator userId for CRM calls (an admin)",
+    ),
+    Setting(
+        "xbb_form_id",
+        "FZR_XBB_FORM_ID",
+        ("xbb", "form_id"),
+        _positive_int,
+        None,
+        XBB,
+        help="formId of the customer form",
+    ),
+    Setting(
+        "field_customers",
+        "FZR_FIELD_CUSTOMERS",
+        ("fields", "customers"),
+        _text,
+        "客户名称",
+        help="customer names field: component id or label",
+    ),
+    Setting(
+        "field_new_owner",
+        "FZR_FIELD_NEW_OWNER",
+        ("fields", "new_owner"),
+        _text,
+        "需添加的负责人",
+        help="person to add: component id or label",
+    ),
+    Setting(
+        "field_current_owner",
+        "FZR_FIELD_CURRENT_OWNER",
+        ("fields", "current_owner"),
+        _text,
+        "选择任意当前客户负责人",
+        help="claimed current owner: component id or label",
+    ),
+    Setting(
+        "timezone",
+        "FZR_TIMEZONE",
+        ("timezone",),
+        _zone,
+        "Asia/Shanghai",
+        help="zone for dates shown and --date/--since",
+    ),
+    Setting(
+        "monthly_quota",
+        "FZR_MONTHLY_QUOTA",
+        ("monthly_quota",),
+        _positive_int,
+        5000,
+        help="metered DingTalk calls allowed per month",
+    ),
+    Setting(
+        "active_hours",
+        "FZR_ACTIVE_HOURS",
+        ("active_hours",),
+        _schedule,
+        None,
+        help="when sync may call DingTalk, e.g. 'Mon-Fri 08:00-20:00'",
+    ),
+    Setting(
+        "robot_webhook",
+        "FZR_ROBOT_WEBHOOK",
+        ("robot", "webhook"),
+        _url,
+        None,
+        ROBOT,
+        secret=True,
+        help="group robot webhook URL (report --send)",
+    ),
+    Setting(
+        "robot_secret",
+        "FZR_ROBOT_SECRET",
+        ("robot", "secret"),
+        _text,
+        None,
+        ROBOT,
+        secret=True,
+        help="robot signing secret, SEC…",
+    ),
+    Setting(
+        "pass_timeout",
+        "FZR_PASS_TIMEOUT",
+        ("pass_timeout",),
+        _positive_int,
+        240,
+        help="seconds a pass may run before it stops and leaves work pending",
+    ),
 )
 
 
@@ -173,15 +297,21 @@ class Settings:
         return ZoneInfo(self.timezone)
 
     def secrets(self) -> list[str]:
-        return [str(self.values[s.name]) for s in SETTINGS if s.secret and self.values.get(s.name)]
+        return [
+            str(self.values[s.name])
+            for s in SETTINGS
+            if s.secret and self.values.get(s.name)
+        ]
 
 
-def load_settings(needs: frozenset[str] = frozenset(), env=None,
-                  use_file: bool = True) -> Settings:
+def load_settings(
+    needs: frozenset[str] = frozenset(), env=None, use_file: bool = True
+) -> Settings:
     """Read, merge and validate settings; ConfigError lists every problem at once."""
     env = os.environ if env is None else env
     config_path, file_values, problems = (
-        _read_config_file(env) if use_file else (None, {}, []))
+        _read_config_file(env) if use_file else (None, {}, [])
+    )
     values: dict[str, Any] = {}
 
     for setting in SETTINGS:
@@ -245,12 +375,18 @@ def _unknown_keys(data: dict) -> list[str]:
     problems = []
     for key, value in data.items():
         if key in tables and isinstance(value, dict):
-            problems += [f"unknown setting {key}.{inner} in the config file"
-                         for inner in value if (key, inner) not in known]
+            problems += [
+                f"unknown setting {key}.{inner} in the config file"
+                for inner in value
+                if (key, inner) not in known
+            ]
         elif (key,) not in known:
-            problems.append(f"unknown setting {key} in the config file (top-level "
-                            "keys must come before the first [table])"
-                            if key not in tables else f"{key} must be a [table]")
+            problems.append(
+                f"unknown setting {key} in the config file (top-level "
+                "keys must come before the first [table])"
+                if key not in tables
+                else f"{key} must be a [table]"
+            )
     return problems
 
 
@@ -271,5 +407,8 @@ def _warn_if_readable_by_others(path: Path, data: dict) -> None:
     if holds_secret and mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning(
             "config file %s holds secrets and can be read by others (mode %o); "
-            "run: chmod 600 %s", path, stat.S_IMODE(mode), path,
+            "run: chmod 600 %s",
+            path,
+            stat.S_IMODE(mode),
+            path,
         )

@@ -25,7 +25,9 @@ def run_demo(keep: bool) -> int:
     try:
         with Sandbox(load_scenario("demo")) as sandbox:
             env = {**sandbox.env(), "FZR_DB": str(folder / "demo.sqlite3")}
-            settings = load_settings(frozenset({DINGTALK, XBB}), env=env, use_file=False)
+            settings = load_settings(
+                frozenset({DINGTALK, XBB}), env=env, use_file=False
+            )
             _show_passes(sandbox, settings)
     finally:
         if keep:
@@ -39,8 +41,12 @@ def _show_passes(sandbox: Sandbox, settings) -> None:
     output.say(f"sandbox: DingTalk and CRM emulated at {sandbox.url}")
     store = Store(settings.db_path)
     try:
-        _pass(store, settings, "pass 1 — first run, scans the last three days",
-              since_ms=now_ms() - 3 * DAY_MS)
+        _pass(
+            store,
+            settings,
+            "pass 1 — first run, scans the last three days",
+            since_ms=now_ms() - 3 * DAY_MS,
+        )
         _show_items(store)
         _show_comments(store, sandbox)
         waiting = store.ids_in_state("open")
@@ -60,9 +66,12 @@ def _pass(store: Store, settings, title: str, since_ms: int | None = None) -> No
     report = run_pass(settings, store, calls, since_ms=since_ms)
     totals = call_totals(calls)
     output.say(f"\n== {title}")
-    output.say(summary_line(report, calls) if not report.quiet() else
-               f"sync: nothing to do; {totals['dingtalk_metered']} metered DingTalk "
-               f"call(s), {totals['xbb_calls']} CRM call(s)")
+    output.say(
+        summary_line(report, calls)
+        if not report.quiet()
+        else f"sync: nothing to do; {totals['dingtalk_metered']} metered DingTalk "
+        f"call(s), {totals['xbb_calls']} CRM call(s)"
+    )
     for problem in report.problems:
         output.say(f"problem: {problem}")
 
@@ -74,19 +83,29 @@ def _show_items(store: Store, only: list[str] | None = None) -> None:
         "LEFT JOIN items i USING (instance_id) ORDER BY r.business_id, i.id"
     ).fetchall()
     table = [
-        [row["business_id"] or row["instance_id"], row["state"], row["customer"] or "-",
-         row["new_owner_id"] or "-", STATUS_WORDS.get(row["status"], "-"),
-         row["item_reason"] or row["reason"] or ""]
-        for row in rows if only is None or row["instance_id"] in only
+        [
+            row["business_id"] or row["instance_id"],
+            row["state"],
+            row["customer"] or "-",
+            row["new_owner_id"] or "-",
+            STATUS_WORDS.get(row["status"], "-"),
+            row["item_reason"] or row["reason"] or "",
+        ]
+        for row in rows
+        if only is None or row["instance_id"] in only
     ]
-    output.table("outcomes", ["request", "state", "customer", "new owner", "item",
-                              "reason"], table)
+    output.table(
+        "outcomes",
+        ["request", "state", "customer", "new owner", "item", "reason"],
+        table,
+    )
 
 
 def _show_comments(store: Store, sandbox: Sandbox) -> None:
     rows = store.db.execute(
         "SELECT instance_id, business_id FROM requests WHERE comment_state = 'sent' "
-        "ORDER BY business_id").fetchall()
+        "ORDER BY business_id"
+    ).fetchall()
     for row in rows[:2]:
         for text in sandbox.comments(row["instance_id"]):
             output.say(f"\ncomment on {row['business_id']}:\n{text}")

@@ -32,8 +32,8 @@ FATAL_CODES = {
     "FZR_DINGTALK_APP_SECRET; check them in the developer console",
     "Forbidden.AccessDenied.AccessTokenPermissionDenied": "the DingTalk app lacks a "
     "permission; grant it in the developer console",
-    "Forbidden.AccessDenied.IpNotInWhiteList": "this server's IP is not on the DingTalk "
-    "app's whitelist; add it in the developer console",
+    "Forbidden.AccessDenied.IpNotInWhiteList": "this server's IP is not on the "
+    "DingTalk app's whitelist; add it in the developer console",
     "Forbidden.AccessDenied.ApiCountLimitForOrg": "the organisation's monthly DingTalk "
     "API quota is used up; fzr pauses DingTalk calls and tries again once an hour "
     "until the month turns or a pack is bought",
@@ -59,13 +59,21 @@ THROTTLE_CODES = {
 }
 # The fields of an instance that decisions rest on, with the types the API documents.
 INSTANCE_TYPES = {
-    "status": str, "result": str, "bizAction": str, "businessId": str,
-    "createTime": str, "finishTime": str, "formComponentValues": list,
+    "status": str,
+    "result": str,
+    "bizAction": str,
+    "businessId": str,
+    "createTime": str,
+    "finishTime": str,
+    "formComponentValues": list,
     "operationRecords": list,
 }
 PERMANENT_CODES = {
-    "processInstanceIdError", "processInstanceNotExist", "aflowProcessInstNotExist",
-    "invalidInstanceId", "aflowProcessInstCanNotBeExecuted",
+    "processInstanceIdError",
+    "processInstanceNotExist",
+    "aflowProcessInstNotExist",
+    "invalidInstanceId",
+    "aflowProcessInstCanNotBeExecuted",
     "invalidInstanceCommentText",
 }
 FORM_MISSING_CODES = {"formNotExist", "aflowProcessCodeIsError"}
@@ -106,11 +114,14 @@ class DingTalk:
         body = {"appKey": self.settings.app_key, "appSecret": self.settings.app_secret}
         answer = call_with_retries(
             lambda: self._exchange("POST", "/v1.0/oauth2/accessToken", "token", body),
-            budget=self.budget, calls=self.calls,
+            budget=self.budget,
+            calls=self.calls,
         )
         token, expire_in = answer.get("accessToken"), answer.get("expireIn")
         if not isinstance(token, str) or not token or not isinstance(expire_in, int):
-            raise ServiceError(SERVICE, "token", Failure.FATAL, "malformed token answer")
+            raise ServiceError(
+                SERVICE, "token", Failure.FATAL, "malformed token answer"
+            )
         self.token, self.token_expires_ms = token, now_ms() + expire_in * 1000
         self.store.save_token(token, self.token_expires_ms, self.settings.app_secret)
         return token
@@ -124,23 +135,39 @@ class DingTalk:
                 return
             self.token_renewals += 1
             if self.token_renewals > 2:
-                raise ServiceError(SERVICE, "token", Failure.FATAL,
-                                   "DingTalk keeps refusing fresh access tokens")
+                raise ServiceError(
+                    SERVICE,
+                    "token",
+                    Failure.FATAL,
+                    "DingTalk keeps refusing fresh access tokens",
+                )
             self.store.forget_token()
             self.token = None
             self._new_token()
 
     # -- calls ----------------------------------------------------------------------
 
-    def call(self, method: str, path: str, api: str, *, body: dict | None = None,
-             params: dict | None = None, idempotent: bool = True) -> dict:
+    def call(
+        self,
+        method: str,
+        path: str,
+        api: str,
+        *,
+        body: dict | None = None,
+        params: dict | None = None,
+        idempotent: bool = True,
+    ) -> dict:
         """One metered v1.0 call with pacing, bounded retries and one token renewal."""
         for attempt in range(2):
             token = self.access_token()
             try:
                 return call_with_retries(
-                    lambda: self._exchange(method, path, api, body, params, token),
-                    budget=self.budget, limiter=self._limiter(api), calls=self.calls,
+                    lambda token=token: self._exchange(
+                        method, path, api, body, params, token
+                    ),
+                    budget=self.budget,
+                    limiter=self._limiter(api),
+                    calls=self.calls,
                     idempotent=idempotent,
                 )
             except ServiceError as error:
@@ -150,44 +177,65 @@ class DingTalk:
                     break  # renewing again would not help: the fresh one was refused
                 log.info("DingTalk refused the access token; renewing it")
                 self._refused(token)
-        raise ServiceError(SERVICE, api, Failure.FATAL,
-                           "DingTalk refused a freshly renewed access token")
+        raise ServiceError(
+            SERVICE,
+            api,
+            Failure.FATAL,
+            "DingTalk refused a freshly renewed access token",
+        )
 
     def _limiter(self, api: str) -> RateLimiter:
         if api not in self.limiters:
             self.limiters[api] = RateLimiter(QPS_PER_API)
         return self.limiters[api]
 
-    def _exchange(self, method: str, path: str, api: str, body: dict | None,
-                  params: dict | None = None, token: str | None = None) -> dict:
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        api: str,
+        body: dict | None,
+        params: dict | None = None,
+        token: str | None = None,
+    ) -> dict:
         if token is not None:
             self._limiter(api).acquire(self.budget)
         headers = {"Content-Type": "application/json"}
         if token is not None:
             headers["x-acs-dingtalk-access-token"] = token
         raw = json.dumps(body).encode() if body is not None else None
-        reply = self.transport.send(method, path, api=api, params=params, body=raw,
-                                    headers=headers)
+        reply = self.transport.send(
+            method, path, api=api, params=params, body=raw, headers=headers
+        )
         answer = decode_v1(reply, api)
         self.calls.record(SERVICE, api, metered=token is not None)
         return answer
 
     # -- the three approval calls ---------------------------------------------------
 
-    def list_page(self, start_ms: int, end_ms: int, token: int,
-                  statuses: list[str] | None) -> Page:
+    def list_page(
+        self, start_ms: int, end_ms: int, token: int, statuses: list[str] | None
+    ) -> Page:
         body = {
-            "processCode": self.settings.process_code, "startTime": start_ms,
-            "endTime": end_ms, "nextToken": token, "maxResults": PAGE_SIZE,
+            "processCode": self.settings.process_code,
+            "startTime": start_ms,
+            "endTime": end_ms,
+            "nextToken": token,
+            "maxResults": PAGE_SIZE,
         }
         if statuses:
             body["statuses"] = statuses
-        answer = self.call("POST", "/v1.0/workflow/processes/instanceIds/query",
-                           "instances.list", body=body)
+        answer = self.call(
+            "POST",
+            "/v1.0/workflow/processes/instanceIds/query",
+            "instances.list",
+            body=body,
+        )
         return parse_page(answer)
 
-    def list_ids(self, start_ms: int, end_ms: int,
-                 statuses: list[str] | None = None) -> Iterator[str]:
+    def list_ids(
+        self, start_ms: int, end_ms: int, statuses: list[str] | None = None
+    ) -> Iterator[str]:
         """Every id in the window, each once; follows nextToken until a successful
         page has none. A repeating token or page, or too many pages, aborts."""
         seen: set[str] = set()
@@ -209,41 +257,70 @@ class DingTalk:
         raise _listing_broken(f"more than {MAX_PAGES} pages in one window")
 
     def get_instance(self, instance_id: str) -> dict:
-        answer = self.call("GET", "/v1.0/workflow/processInstances", "instances.get",
-                           params={"processInstanceId": instance_id})
+        answer = self.call(
+            "GET",
+            "/v1.0/workflow/processInstances",
+            "instances.get",
+            params={"processInstanceId": instance_id},
+        )
         result = answer.get("result")
         if not isinstance(result, dict):
-            raise ServiceError(SERVICE, "instances.get", Failure.RETRY,
-                               "answer has no instance object")
-        mistyped = [key for key, kind in INSTANCE_TYPES.items()
-                    if not isinstance(result.get(key), (kind, type(None)))]
+            raise ServiceError(
+                SERVICE, "instances.get", Failure.RETRY, "answer has no instance object"
+            )
+        mistyped = [
+            key
+            for key, kind in INSTANCE_TYPES.items()
+            if not isinstance(result.get(key), (kind, type(None)))
+        ]
         if mistyped:
             # Read as they came, a mistyped status or form could pass for running or
             # invalid, and the approval would never be acted on.
-            raise ServiceError(SERVICE, "instances.get", Failure.RETRY,
-                               f"answer has mistyped {', '.join(mistyped)}")
+            raise ServiceError(
+                SERVICE,
+                "instances.get",
+                Failure.RETRY,
+                f"answer has mistyped {', '.join(mistyped)}",
+            )
         return result
 
     def form_schema(self) -> dict:
-        answer = self.call("GET", "/v1.0/workflow/forms/schemas/processCodes",
-                           "forms.schema",
-                           params={"processCode": self.settings.process_code})
+        answer = self.call(
+            "GET",
+            "/v1.0/workflow/forms/schemas/processCodes",
+            "forms.schema",
+            params={"processCode": self.settings.process_code},
+        )
         result = answer.get("result")
         if not isinstance(result, dict):
-            raise ServiceError(SERVICE, "forms.schema", Failure.RETRY,
-                               "answer has no form schema")
+            raise ServiceError(
+                SERVICE, "forms.schema", Failure.RETRY, "answer has no form schema"
+            )
         return result
 
     def add_comment(self, instance_id: str, text: str, user_id: str) -> None:
-        body = {"processInstanceId": instance_id, "text": text, "commentUserId": user_id}
+        body = {
+            "processInstanceId": instance_id,
+            "text": text,
+            "commentUserId": user_id,
+        }
         # No idempotency key: a comment whose answer was lost is looked for, not resent.
-        self.call("POST", "/v1.0/workflow/processInstances/comments", "comments.add",
-                  body=body, idempotent=False)
+        self.call(
+            "POST",
+            "/v1.0/workflow/processInstances/comments",
+            "comments.add",
+            body=body,
+            idempotent=False,
+        )
 
 
 def _listing_broken(why: str) -> ServiceError:
-    return ServiceError(SERVICE, "instances.list", Failure.FATAL,
-                        f"listing stopped: {why}; nothing was marked done")
+    return ServiceError(
+        SERVICE,
+        "instances.list",
+        Failure.FATAL,
+        f"listing stopped: {why}; nothing was marked done",
+    )
 
 
 def parse_page(answer: dict) -> Page:
@@ -252,8 +329,12 @@ def parse_page(answer: dict) -> Page:
     if ids is None and isinstance(result, dict):
         ids = []
     if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
-        raise ServiceError(SERVICE, "instances.list", Failure.FATAL,
-                           "listing answer has no list of instance ids")
+        raise ServiceError(
+            SERVICE,
+            "instances.list",
+            Failure.FATAL,
+            "listing answer has no list of instance ids",
+        )
     return Page(ids, _next_token(result.get("nextToken")))
 
 
@@ -263,13 +344,18 @@ def _next_token(raw: object) -> int | None:
     if raw is None or raw == "" or raw == "null":
         return None
     if isinstance(raw, bool):
-        raise ServiceError(SERVICE, "instances.list", Failure.FATAL,
-                           f"unusable paging token {raw!r}")
+        raise ServiceError(
+            SERVICE, "instances.list", Failure.FATAL, f"unusable paging token {raw!r}"
+        )
     try:
         return int(str(raw).strip())
     except ValueError:
-        raise ServiceError(SERVICE, "instances.list", Failure.FATAL,
-                           f"unusable paging token {str(raw)[:40]!r}") from None
+        raise ServiceError(
+            SERVICE,
+            "instances.list",
+            Failure.FATAL,
+            f"unusable paging token {str(raw)[:40]!r}",
+        ) from None
 
 
 def decode_v1(reply: Reply, api: str) -> dict:
@@ -287,14 +373,24 @@ def decode_v1(reply: Reply, api: str) -> dict:
     if reply.status == 200:
         if isinstance(answer, dict):
             return answer
-        raise ServiceError(SERVICE, api, Failure.RETRY, "answer is not a JSON object",
-                           status=200, request_id=request_id)
-    return _raise_error(reply, api, answer if isinstance(answer, dict) else {}, request_id)
+        raise ServiceError(
+            SERVICE,
+            api,
+            Failure.RETRY,
+            "answer is not a JSON object",
+            status=200,
+            request_id=request_id,
+        )
+    return _raise_error(
+        reply, api, answer if isinstance(answer, dict) else {}, request_id
+    )
 
 
 def _ip_ban(api: str, status: int) -> ServiceError:
     return ServiceError(
-        SERVICE, api, Failure.FATAL,
+        SERVICE,
+        api,
+        Failure.FATAL,
         "DingTalk answered with a block page (this IP is likely banned for about 5 "
         "minutes after too many calls); the pass stopped and the next one resumes",
         status=status,
@@ -307,16 +403,31 @@ def _raise_error(reply: Reply, api: str, answer: dict, request_id: str):
     request_id = str(answer.get("requestid") or request_id)
     extra = {"code": code, "status": reply.status, "request_id": request_id}
     if code in TOKEN_CODES:
-        raise ServiceError(SERVICE, api, Failure.TOKEN, message or "token refused", **extra)
+        raise ServiceError(
+            SERVICE, api, Failure.TOKEN, message or "token refused", **extra
+        )
     if code in THROTTLE_CODES or reply.status == 429:
-        raise ServiceError(SERVICE, api, Failure.RETRY, "throttled by DingTalk",
-                           retry_after=THROTTLE_CODES.get(code, 1.0), **extra)
+        raise ServiceError(
+            SERVICE,
+            api,
+            Failure.RETRY,
+            "throttled by DingTalk",
+            retry_after=THROTTLE_CODES.get(code, 1.0),
+            **extra,
+        )
     if code in FATAL_CODES:
         text = FATAL_CODES[code] + (f" ({message})" if message else "")
         raise ServiceError(SERVICE, api, Failure.FATAL, text, **extra)
     if code in PERMANENT_CODES:
         raise ServiceError(SERVICE, api, Failure.PERMANENT, message or code, **extra)
     if reply.status >= 500 or code in ("internalError", "systemError", "unknownError"):
-        raise ServiceError(SERVICE, api, Failure.RETRY, message or "server error", **extra)
-    raise ServiceError(SERVICE, api, Failure.FATAL,
-                       f"unexpected DingTalk error: {message or 'no message'}", **extra)
+        raise ServiceError(
+            SERVICE, api, Failure.RETRY, message or "server error", **extra
+        )
+    raise ServiceError(
+        SERVICE,
+        api,
+        Failure.FATAL,
+        f"unexpected DingTalk error: {message or 'no message'}",
+        **extra,
+    )

@@ -3,16 +3,16 @@
 Every failure a service can produce is sorted into exactly one class, and each class is
 handled in exactly one place:
 
-- ``RETRY``: throttling, 5xx, dropped connections, timeouts. Retried inside the pass with
-  bounded exponential backoff and jitter; when the budget is spent the step is left
+- ``RETRY``: throttling, 5xx, dropped connections, timeouts. Retried inside the pass
+  with bounded exponential backoff and jitter; when the budget is spent the step is left
   pending for the next pass (CRM items) or the pass stops (DingTalk listing).
 - ``TOKEN``: the DingTalk access token was refused. Renewed once and the call retried
   once; a second refusal aborts the pass.
 - ``FATAL``: something only the admin can fix (credentials, a missing app permission, an
-  IP whitelist, the monthly quota, an IP ban). The pass stops at once with a message that
-  names what to fix; state is left as it was.
-- ``PERMANENT``: the service refused this one thing (record gone, unknown user). The item
-  or request gets the service's own message as its outcome; the pass goes on.
+  IP whitelist, the monthly quota, an IP ban). The pass stops at once with a message
+  that names what to fix; state is left as it was.
+- ``PERMANENT``: the service refused this one thing (record gone, unknown user). The
+  item or request gets the service's own message as its outcome; the pass goes on.
 
 ``README.md`` carries the same catalogue for operators.
 """
@@ -30,7 +30,7 @@ class Failure(str, Enum):
 
 
 class FzrError(Exception):
-    """An error with a message meant for the operator; the CLI prints it, no traceback."""
+    """An error with a message for the operator; the CLI prints it, no traceback."""
 
     exit_code = 1
 
@@ -42,7 +42,9 @@ class ConfigError(FzrError):
 
     def __init__(self, problems: list[str]):
         self.problems = problems
-        super().__init__("configuration problems:\n" + "\n".join(f"  - {p}" for p in problems))
+        super().__init__(
+            "configuration problems:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
 
 
 class UsageError(FzrError):
@@ -90,7 +92,7 @@ class ServiceError(FzrError):
 
 
 class PassAborted(FzrError):
-    """The pass stopped early; what was committed stays, the rest waits for next pass."""
+    """The pass stopped early; what was committed stays, the rest waits."""
 
     def __init__(self, message: str, cause: ServiceError | None = None, report=None):
         self.cause = cause

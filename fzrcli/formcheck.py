@@ -32,8 +32,10 @@ SKIPPED_CODES = {"Forbidden.AccessDenied.AccessTokenPermissionDenied", "noPermis
 
 def fields_verified(store: Store, settings) -> bool:
     """True when the current field settings were found on the form's schema."""
-    return store.get_state(STATE_KEY) == {"fingerprint": _fingerprint(settings),
-                                          "verified": True}
+    return store.get_state(STATE_KEY) == {
+        "fingerprint": _fingerprint(settings),
+        "verified": True,
+    }
 
 
 def check_form_once(store: Store, dingtalk: DingTalk, settings) -> None:
@@ -44,37 +46,52 @@ def check_form_once(store: Store, dingtalk: DingTalk, settings) -> None:
         schema = dingtalk.form_schema()
     except ServiceError as error:
         if error.code in FORM_MISSING_CODES:
-            raise ServiceError("dingtalk", "forms.schema", Failure.FATAL,
-                               f"FZR_PROCESS_CODE {settings.process_code} is not an "
-                               "approval form of this organisation", code=error.code)
+            raise ServiceError(
+                "dingtalk",
+                "forms.schema",
+                Failure.FATAL,
+                f"FZR_PROCESS_CODE {settings.process_code} is not an "
+                "approval form of this organisation",
+                code=error.code,
+            ) from None
         if error.code not in SKIPPED_CODES:
             raise
-        log.warning("cannot read the form's schema (no Workflow.Form.Read "
-                    "permission); field settings are checked on each approval")
+        log.warning(
+            "cannot read the form's schema (no Workflow.Form.Read "
+            "permission); field settings are checked on each approval"
+        )
         store.set_state(STATE_KEY, {"fingerprint": fingerprint, "verified": False})
         return
     problems = field_problems(_items(schema), settings.fields)
     if problems:
-        raise ServiceError("dingtalk", "forms.schema", Failure.FATAL,
-                           "; ".join(problems))
+        raise ServiceError(
+            "dingtalk", "forms.schema", Failure.FATAL, "; ".join(problems)
+        )
     store.set_state(STATE_KEY, {"fingerprint": fingerprint, "verified": True})
 
 
 def field_problems(items: list[dict], fields: FieldSpec) -> list[str]:
-    components = [(item.get("componentName"), item.get("props") or {})
-                  for item in items if isinstance(item, dict)]
+    components = [
+        (item.get("componentName"), item.get("props") or {})
+        for item in items
+        if isinstance(item, dict)
+    ]
     problems = []
     for field, (setting, types) in EXPECTED.items():
         spec = getattr(fields, field)
         found = _match(components, spec)
         if found is None:
-            labels = ", ".join(f"{p.get('label')} [{p.get('id')}]"
-                               for _, p in components[:12])
-            problems.append(f"{setting}={spec} matches no field of the form (it has "
-                            f"{labels or 'no fields'})")
+            labels = ", ".join(
+                f"{p.get('label')} [{p.get('id')}]" for _, p in components[:12]
+            )
+            problems.append(
+                f"{setting}={spec} matches no field of the form (it has "
+                f"{labels or 'no fields'})"
+            )
         elif found not in types:
-            problems.append(f"{setting}={spec} is a {found}, not a "
-                            f"{' or '.join(sorted(types))}")
+            problems.append(
+                f"{setting}={spec} is a {found}, not a {' or '.join(sorted(types))}"
+            )
     return problems
 
 
@@ -83,8 +100,11 @@ def _match(components: list, spec: str) -> str | None:
     if by_id:
         return by_id[0]
     label = clean_name(spec)
-    by_label = [kind for kind, p in components
-                if isinstance(p.get("label"), str) and clean_name(p["label"]) == label]
+    by_label = [
+        kind
+        for kind, p in components
+        if isinstance(p.get("label"), str) and clean_name(p["label"]) == label
+    ]
     return by_label[0] if len(by_label) == 1 else None
 
 
@@ -100,6 +120,12 @@ def _items(schema: dict) -> list:
 
 
 def _fingerprint(settings) -> str:
-    key = json.dumps([settings.process_code, settings.field_customers,
-                      settings.field_new_owner, settings.field_current_owner])
+    key = json.dumps(
+        [
+            settings.process_code,
+            settings.field_customers,
+            settings.field_new_owner,
+            settings.field_current_owner,
+        ]
+    )
     return hashlib.sha256(key.encode()).hexdigest()[:16]

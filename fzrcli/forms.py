@@ -91,8 +91,9 @@ class InvalidForm(Exception):
     requester's mistake.
     """
 
-    def __init__(self, field: str, reason: str, unmatched: bool = False,
-                 present: str = ""):
+    def __init__(
+        self, field: str, reason: str, unmatched: bool = False, present: str = ""
+    ):
         super().__init__(field, reason)
         self.field = field
         self.reason = reason
@@ -190,12 +191,16 @@ def query_variants(name: str) -> list[str]:
         return []
 
     half = clean_name(unicodedata.normalize("NFKC", written))
-    variants = [written, half, half.translate(_WIDE_PUNCTUATION),
-                half.translate(_WIDE_ASCII)]
+    variants = [
+        written,
+        half,
+        half.translate(_WIDE_PUNCTUATION),
+        half.translate(_WIDE_ASCII),
+    ]
     return [v for i, v in enumerate(variants) if v and v not in variants[:i]]
 
 
-# Half-width to full-width: Chinese names mix full-width brackets with half-width letters.
+# Half-width to full-width: Chinese names mix full-width brackets with plain letters.
 _WIDE_PUNCTUATION = str.maketrans("(),:;", "（），：；")
 _WIDE_ASCII = {code: code + 0xFEE0 for code in range(0x21, 0x7F)}
 
@@ -243,8 +248,9 @@ def _find_field(entries: list[dict], spec: str, field: str) -> dict:
     if len(by_id) == 1:
         return by_id[0]
     if by_id:
-        raise InvalidForm(field, f"{len(by_id)} fields have id or alias {spec}",
-                          unmatched=True)
+        raise InvalidForm(
+            field, f"{len(by_id)} fields have id or alias {spec}", unmatched=True
+        )
 
     label = clean_name(spec)
     by_label = [e for e in entries if label and clean_name(_text(e, "name")) == label]
@@ -258,8 +264,9 @@ def _find_field(entries: list[dict], spec: str, field: str) -> dict:
             unmatched=True,
         )
     present = ", ".join(_describe(e) for e in entries[:12]) or "no fields"
-    raise InvalidForm(field, f"field {spec} is missing", unmatched=True,
-                      present=present)
+    raise InvalidForm(
+        field, f"field {spec} is missing", unmatched=True, present=present
+    )
 
 
 def _describe(entry: dict) -> str:

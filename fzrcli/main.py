@@ -29,14 +29,18 @@ def main() -> None:
         output.warn("interrupted; what was committed stays, the next pass resumes")
         sys.exit(130)
     except sqlite3.DatabaseError as error:
-        output.warn(f"the state file is damaged or not fzr's ({error}); move it away "
-                    "or restore it from a backup (a new one starts from --since)")
+        output.warn(
+            f"the state file is damaged or not fzr's ({error}); move it away "
+            "or restore it from a backup (a new one starts from --since)"
+        )
         sys.exit(1)
     except Exception as error:  # a bug: say so in one line, details with -vv
         if logging.getLogger("fzrcli").isEnabledFor(logging.DEBUG):
             raise
-        output.warn(f"internal error: {type(error).__name__}: {error}; run again with "
-                    "-vv for the details and report it")
+        output.warn(
+            f"internal error: {type(error).__name__}: {error}; run again with "
+            "-vv for the details and report it"
+        )
         sys.exit(1)
 
 

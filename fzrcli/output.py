@@ -31,8 +31,11 @@ _handler: logging.Handler | None = None
 
 def setup_logging(verbosity: int, quiet: bool) -> None:
     global _handler
-    level = logging.ERROR if quiet else (
-        logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
+    level = (
+        logging.ERROR
+        if quiet
+        else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
+    )
     root = logging.getLogger("fzrcli")
     if _handler is not None:
         root.removeHandler(_handler)
@@ -69,8 +72,9 @@ def warn(text: str) -> None:
         from rich.console import Console
         from rich.markup import escape
 
-        Console(stderr=True, highlight=False).print(f"[bold red]fzr:[/] {escape(text)}",
-                                                    markup=True, soft_wrap=True)
+        Console(stderr=True, highlight=False).print(
+            f"[bold red]fzr:[/] {escape(text)}", markup=True, soft_wrap=True
+        )
     else:
         sys.stderr.write(f"fzr: {text}\n")
     sys.stderr.flush()

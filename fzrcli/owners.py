@@ -15,8 +15,18 @@ from dataclasses import dataclass, field
 
 from fzrcli.errors import Failure, ServiceError, WritesHalted
 from fzrcli.forms import name_key
-from fzrcli.store import (ALREADY_OWNER, AMBIGUOUS, ASSIGNED, FAILED, NOT_FOUND, PENDING,
-                          UNVERIFIED, WRITING, Item, Store)
+from fzrcli.store import (
+    ALREADY_OWNER,
+    AMBIGUOUS,
+    ASSIGNED,
+    FAILED,
+    NOT_FOUND,
+    PENDING,
+    UNVERIFIED,
+    WRITING,
+    Item,
+    Store,
+)
 from fzrcli.timeutil import utc_iso
 from fzrcli.xbb import Customer, Xbb
 
@@ -48,16 +58,23 @@ class OwnerWork:
         self.dry_run = dry_run
         self.result = OwnerResult()
 
-    def run(self, items: list[Item], claims: dict[str, set[str]] | None,
-            resolved: dict[str, list[Customer]] | None = None) -> OwnerResult:
+    def run(
+        self,
+        items: list[Item],
+        claims: dict[str, set[str]] | None,
+        resolved: dict[str, list[Customer]] | None = None,
+    ) -> OwnerResult:
         """Resolve, check and write every item; ``claims`` None skips the ownership
         check (manual assignment by an admin), ``resolved`` skips the name lookup."""
         if not items:
             return self.result
         try:
             items = self._drop_inactive_owners(items)
-            customers = resolved if resolved is not None else self.xbb.find_customers(
-                sorted({i.customer for i in items}))
+            customers = (
+                resolved
+                if resolved is not None
+                else self.xbb.find_customers(sorted({i.customer for i in items}))
+            )
             planned = [p for i in items if (p := self._decide(i, customers, claims))]
             planned, repeats = _split_repeats(planned)
             self._write_all(planned)
@@ -68,7 +85,8 @@ class OwnerWork:
             log.warning("CRM work stopped for this pass: %s", error)
             self.result.error = error
         self.result.left_pending = sum(
-            1 for i in items if self._status(i) in (PENDING, WRITING))
+            1 for i in items if self._status(i) in (PENDING, WRITING)
+        )
         return self.result
 
     def _status(self, item: Item) -> str:
@@ -89,13 +107,22 @@ class OwnerWork:
             for item in items:
                 if item.instance_id in bad_requests and item.status == PENDING:
                     who = bad_requests[item.instance_id]
-                    self.store.finish_item(item, FAILED, f"new owner {who} is not an "
-                                           "active CRM user (resigned or not set up)")
-        return [i for i in items if i.instance_id not in bad_requests
-                or i.status == WRITING]
+                    self.store.finish_item(
+                        item,
+                        FAILED,
+                        f"new owner {who} is not an "
+                        "active CRM user (resigned or not set up)",
+                    )
+        return [
+            i for i in items if i.instance_id not in bad_requests or i.status == WRITING
+        ]
 
-    def _decide(self, item: Item, customers: dict[str, list[Customer]],
-                claims: dict[str, set[str]] | None) -> PlannedWrite | None:
+    def _decide(
+        self,
+        item: Item,
+        customers: dict[str, list[Customer]],
+        claims: dict[str, set[str]] | None,
+    ) -> PlannedWrite | None:
         matches = customers.get(name_key(item.customer), [])
         if item.status == WRITING:
             return self._recover(item, matches)
@@ -108,7 +135,8 @@ class OwnerWork:
             self._finish(item, ALREADY_OWNER, "already an owner", customer)
             return None
         if claims is not None and not claims.get(item.instance_id, set()) & set(
-                customer.owners):
+            customer.owners
+        ):
             self._finish(item, UNVERIFIED, _unverified_reason(customer), customer)
             return None
         return PlannedWrite(item, customer)
@@ -128,21 +156,37 @@ class OwnerWork:
 
     def _not_found(self, item: Item) -> None:
         suggestions = self.xbb.suggest(item.customer)
-        self._finish(item, NOT_FOUND, "no CRM customer has this name",
-                     suggestion=json.dumps(suggestions, ensure_ascii=False))
+        self._finish(
+            item,
+            NOT_FOUND,
+            "no CRM customer has this name",
+            suggestion=json.dumps(suggestions, ensure_ascii=False),
+        )
 
     def _ambiguous(self, item: Item, matches: list[Customer]) -> None:
         candidates = [{"dataId": c.data_id, "name": c.name} for c in matches]
         ids = ", ".join(str(c.data_id) for c in matches)
-        self._finish(item, AMBIGUOUS, f"{len(matches)} CRM customers have this name "
-                     f"(dataId {ids})", suggestion=json.dumps(candidates,
-                                                              ensure_ascii=False))
+        self._finish(
+            item,
+            AMBIGUOUS,
+            f"{len(matches)} CRM customers have this name (dataId {ids})",
+            suggestion=json.dumps(candidates, ensure_ascii=False),
+        )
 
-    def _finish(self, item: Item, status: str, reason: str,
-                customer: Customer | None = None, suggestion: str | None = None):
+    def _finish(
+        self,
+        item: Item,
+        status: str,
+        reason: str,
+        customer: Customer | None = None,
+        suggestion: str | None = None,
+    ):
         with self.store.transaction():
             self.store.finish_item(
-                item, status, reason, suggestion=suggestion,
+                item,
+                status,
+                reason,
+                suggestion=suggestion,
                 data_id=customer.data_id if customer else None,
                 owners_after=list(customer.owners) if customer else None,
             )
@@ -182,8 +226,9 @@ class OwnerWork:
         ensure_writes_allowed(self.store)
         with self.store.transaction():
             for write in writes:
-                self.store.start_write(write.item, write.customer.data_id,
-                                       list(write.customer.owners))
+                self.store.start_write(
+                    write.item, write.customer.data_id, list(write.customer.owners)
+                )
         error = None
         try:
             self.xbb.distribute([w.customer.data_id for w in writes], owner, sub_type)
@@ -191,27 +236,38 @@ class OwnerWork:
             if exc.kind is Failure.FATAL:
                 raise
             error = exc
-            log.warning("distribution to %s for %d customer(s) failed: %s",
-                        owner, len(writes), exc)
+            log.warning(
+                "distribution to %s for %d customer(s) failed: %s",
+                owner,
+                len(writes),
+                exc,
+            )
         fresh = self.xbb.customers_by_id([w.customer for w in writes])
         retry_alone, halts = [], []
         for write in writes:
             after = fresh.get(write.customer.data_id)
             item = _written(write.item, write.customer)
-            if error and error.kind is Failure.PERMANENT and len(writes) > 1 and (
-                    after is None or owner not in after.owners):
+            if (
+                error
+                and error.kind is Failure.PERMANENT
+                and len(writes) > 1
+                and (after is None or owner not in after.owners)
+            ):
                 retry_alone.append(PlannedWrite(item, after or write.customer))
                 continue
             halts.extend(self._judge_write(item, after, error))
         if halts:
             halt_writes(self.store, halts[0])
-            raise WritesHalted(f"CRM writes halted: {halts[0]}. Restore the owners, "
-                               "then run fzr sync --resume-writes")
+            raise WritesHalted(
+                f"CRM writes halted: {halts[0]}. Restore the owners, "
+                "then run fzr sync --resume-writes"
+            )
         for write in retry_alone:
             self._write_group(owner, sub_type, [write])
 
-    def _judge_write(self, item: Item, after: Customer | None,
-                     error: ServiceError | None) -> list[str]:
+    def _judge_write(
+        self, item: Item, after: Customer | None, error: ServiceError | None
+    ) -> list[str]:
         """Record the outcome of a write from the owners read back; returns the
         reason to halt all writes when earlier owners vanished."""
         before = set(item.owners_before or [])
@@ -220,8 +276,10 @@ class OwnerWork:
             return []
         vanished = sorted(before - set(after.owners))
         if vanished:
-            reason = (f"owners were replaced, not added: {', '.join(vanished)} no longer "
-                      f"own{'s' if len(vanished) == 1 else ''} this customer")
+            reason = (
+                f"owners were replaced, not added: {', '.join(vanished)} no longer "
+                f"own{'s' if len(vanished) == 1 else ''} this customer"
+            )
             self._finish(item, FAILED, reason, after)
             return [f"{reason} ({item.customer}, dataId {after.data_id})"]
         if item.new_owner_id in after.owners:
@@ -230,8 +288,12 @@ class OwnerWork:
                 with self.store.transaction():
                     self.store.set_state(APPENDS_KEY, utc_iso())
         elif error is None:
-            self._finish(item, FAILED, "the CRM accepted the write but "
-                         f"{item.new_owner_id} is not an owner", after)
+            self._finish(
+                item,
+                FAILED,
+                f"the CRM accepted the write but {item.new_owner_id} is not an owner",
+                after,
+            )
         elif error.kind is Failure.PERMANENT:
             self._finish(item, FAILED, f"CRM refused: {error.detail}", after)
         else:
@@ -241,8 +303,9 @@ class OwnerWork:
     def _retry_later(self, item: Item, error: ServiceError) -> None:
         self.result.error = error  # the pass must not look finished
         if item.attempts >= MAX_ATTEMPTS:
-            self._finish(item, FAILED, f"gave up after {item.attempts} attempts: "
-                         f"{error.detail}")
+            self._finish(
+                item, FAILED, f"gave up after {item.attempts} attempts: {error.detail}"
+            )
             return
         with self.store.transaction():
             self.store.finish_item(item, PENDING, f"will retry: {error.detail}")
@@ -265,8 +328,9 @@ def _split_repeats(planned: list[PlannedWrite]):
 def _written(item: Item, customer: Customer) -> Item:
     item.status = WRITING
     item.data_id = customer.data_id
-    item.owners_before = list(customer.owners) if item.owners_before is None else (
-        item.owners_before)
+    item.owners_before = (
+        list(customer.owners) if item.owners_before is None else (item.owners_before)
+    )
     item.attempts += 1
     return item
 

@@ -25,11 +25,27 @@ from zoneinfo import ZoneInfo
 from fzrcli import output
 from fzrcli.errors import FzrError, UsageError
 from fzrcli.store import (
-    ALREADY_OWNER, ASSIGNED, FINAL_ITEM, FINISHED, INVALID, MIGRATIONS, NEEDS_HUMAN,
-    NOT_FOUND, AMBIGUOUS, PENDING, WRITING, Store,
+    ALREADY_OWNER,
+    ASSIGNED,
+    FINAL_ITEM,
+    FINISHED,
+    INVALID,
+    MIGRATIONS,
+    NEEDS_HUMAN,
+    NOT_FOUND,
+    AMBIGUOUS,
+    PENDING,
+    WRITING,
+    Store,
 )
 from fzrcli.timeutil import (
-    DAY_MS, RELATIVE, iso_to_ms, now_ms, parse_since, resolve_day, start_of_day_ms,
+    DAY_MS,
+    RELATIVE,
+    iso_to_ms,
+    now_ms,
+    parse_since,
+    resolve_day,
+    start_of_day_ms,
     utc_iso,
 )
 
@@ -40,17 +56,36 @@ TABLE_ROWS = 500  # a terminal table beyond this is unreadable; csv lists them a
 MARKDOWN_LIMIT = 5000  # the robot refuses longer markdown
 SHORT_LIST = 10  # lines per secondary list in the markdown report
 STATE_WORDS = {
-    "active": "in progress", "done": "done", "refused": "refused",
-    "terminated": "withdrawn", "canceled": "canceled", "invalid": "invalid",
+    "active": "in progress",
+    "done": "done",
+    "refused": "refused",
+    "terminated": "withdrawn",
+    "canceled": "canceled",
+    "invalid": "invalid",
     "gone": "deleted",
 }
 STATUS_WORDS = {
-    ASSIGNED: "assigned", ALREADY_OWNER: "already owner", NOT_FOUND: "not found",
-    AMBIGUOUS: "ambiguous", "unverified": "unverified", "failed": "failed",
-    PENDING: "pending", WRITING: "being written",
+    ASSIGNED: "assigned",
+    ALREADY_OWNER: "already owner",
+    NOT_FOUND: "not found",
+    AMBIGUOUS: "ambiguous",
+    "unverified": "unverified",
+    "failed": "failed",
+    PENDING: "pending",
+    WRITING: "being written",
 }
-CSV_COLUMNS = ["business_id", "instance_id", "requester", "customer", "new_owner",
-               "status", "reason", "suggestion", "finished", "manual"]
+CSV_COLUMNS = [
+    "business_id",
+    "instance_id",
+    "requester",
+    "customer",
+    "new_owner",
+    "status",
+    "reason",
+    "suggestion",
+    "finished",
+    "manual",
+]
 
 
 # -- the period ------------------------------------------------------------------------
@@ -75,12 +110,15 @@ class Period:
         return f"{datetime.fromtimestamp(ms / 1000, self.zone):%Y-%m-%d %H:%M}"
 
     def describe(self) -> str:
-        return (f"{self.local(self.start_ms)} to {self.local(self.end_ms)} "
-                f"({self.zone.key})")
+        return (
+            f"{self.local(self.start_ms)} to {self.local(self.end_ms)} "
+            f"({self.zone.key})"
+        )
 
 
-def resolve_period(day: str | None, since: str | None, until: str | None,
-                   zone: ZoneInfo) -> Period:
+def resolve_period(
+    day: str | None, since: str | None, until: str | None, zone: ZoneInfo
+) -> Period:
     """[start, end) in ``zone``: one day (today by default) or --since/--until."""
     if day is not None and (since is not None or until is not None):
         raise UsageError("--date cannot be combined with --since/--until")
@@ -107,16 +145,19 @@ def _day(text: str, option: str, zone: ZoneInfo) -> date:
     try:
         return resolve_day(text, zone)
     except ValueError:
-        raise UsageError(f"{option}: {text!r} is not a day; use today, yesterday or "
-                         "YYYY-MM-DD") from None
+        raise UsageError(
+            f"{option}: {text!r} is not a day; use today, yesterday or YYYY-MM-DD"
+        ) from None
 
 
 def _since_ms(text: str, zone: ZoneInfo) -> int:
     try:
         return parse_since(text, zone)
     except ValueError:
-        raise UsageError(f"--since: {text!r} is not a time; use today, yesterday, "
-                         "2d, 6h, 30m or YYYY-MM-DD") from None
+        raise UsageError(
+            f"--since: {text!r} is not a time; use today, yesterday, "
+            "2d, 6h, 30m or YYYY-MM-DD"
+        ) from None
 
 
 def _until_ms(text: str, zone: ZoneInfo) -> int:
@@ -127,8 +168,10 @@ def _until_ms(text: str, zone: ZoneInfo) -> int:
     try:
         day = resolve_day(value, zone)
     except ValueError:
-        raise UsageError(f"--until: {text!r} is not a time; use now, today, yesterday, "
-                         "2d, 6h or YYYY-MM-DD (that day included)") from None
+        raise UsageError(
+            f"--until: {text!r} is not a time; use now, today, yesterday, "
+            "2d, 6h or YYYY-MM-DD (that day included)"
+        ) from None
     return start_of_day_ms(day + timedelta(days=1), zone)
 
 
@@ -155,8 +198,12 @@ def read_only(path: Path) -> Iterator[sqlite3.Connection]:
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
-                             isolation_level=None)
+        db = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro",
+            uri=True,
+            timeout=30,
+            isolation_level=None,
+        )
         db.row_factory = sqlite3.Row
         return db
     except sqlite3.Error as exc:
@@ -229,8 +276,11 @@ def summarise(db: sqlite3.Connection, period: Period, quota: int) -> Summary:
 
     _count_items(db, bounds, summary)
 
-    rows = db.execute("SELECT status, COUNT(*) AS n FROM items WHERE status IN (?, ?) "
-                      "GROUP BY status", (PENDING, WRITING))
+    rows = db.execute(
+        "SELECT status, COUNT(*) AS n FROM items WHERE status IN (?, ?) "
+        "GROUP BY status",
+        (PENDING, WRITING),
+    )
     summary.open_now.update({row["status"]: row["n"] for row in rows})
 
     summary.usage = month_usage(db, period, quota)
@@ -267,8 +317,10 @@ def _count_items(db: sqlite3.Connection, bounds: tuple, summary: Summary) -> Non
         if row["manual"]:
             summary.manual_items[status] += n
         bucket = "needs_human" if status in NEEDS_HUMAN else status
-        for tally in (summary.requesters[row["originator_id"]],
-                      summary.owners[row["new_owner_id"]]):
+        for tally in (
+            summary.requesters[row["originator_id"]],
+            summary.owners[row["new_owner_id"]],
+        ):
             tally["items"] += n
             tally[bucket] += n
 
@@ -291,15 +343,22 @@ def month_usage(db: sqlite3.Connection, period: Period, quota: int) -> Usage:
         (utc_iso(start), utc_iso(period.end_ms if period.end_ms <= now else end)),
     ).fetchone()
     return Usage(
-        month=f"{first:%Y-%m}", month_start_ms=start, month_end_ms=end, as_of_ms=as_of,
-        runs=row["runs"], metered=int(row["metered"]), quota=quota,
-        dingtalk_calls=int(row["dingtalk"]), xbb_calls=int(row["xbb"]),
+        month=f"{first:%Y-%m}",
+        month_start_ms=start,
+        month_end_ms=end,
+        as_of_ms=as_of,
+        runs=row["runs"],
+        metered=int(row["metered"]),
+        quota=quota,
+        dingtalk_calls=int(row["dingtalk"]),
+        xbb_calls=int(row["xbb"]),
         xbb_writes=int(row["writes"]),
     )
 
 
-def items_needing_human(db: sqlite3.Connection,
-                        period: Period) -> Iterator[sqlite3.Row]:
+def items_needing_human(
+    db: sqlite3.Connection, period: Period
+) -> Iterator[sqlite3.Row]:
     # Ordered like the items_finished index, so SQLite streams rows without sorting.
     marks = ",".join("?" * len(NEEDS_HUMAN))
     yield from db.execute(
@@ -350,8 +409,9 @@ def _candidate(value: object) -> str:
 # -- the command -----------------------------------------------------------------------
 
 
-def run_report(day: str | None, since: str | None, until: str | None,
-               fmt: str | None, send: bool) -> int:
+def run_report(
+    day: str | None, since: str | None, until: str | None, fmt: str | None, send: bool
+) -> int:
     """``fzr report``; returns the exit code."""
     from fzrcli.commands import settings_for
     from fzrcli.config import ROBOT
@@ -402,8 +462,10 @@ def send_report(settings, summary: Summary, text: str, confirm: bool) -> None:
     finally:
         store.close()
     if confirm:
-        output.say(f"report for {summary.period.label} sent to the group robot "
-                   f"({len(text)} characters)")
+        output.say(
+            f"report for {summary.period.label} sent to the group robot "
+            f"({len(text)} characters)"
+        )
 
 
 def title(summary: Summary) -> str:
@@ -416,20 +478,35 @@ def title(summary: Summary) -> str:
 def render_table(db: sqlite3.Connection, summary: Summary) -> None:
     output.say(f"{title(summary)}: {summary.period.describe()}")
     output.table("requests decided", ["outcome", "requests"], _decided_rows(summary))
-    output.table("items finished", ["status", "items", "of them manual"],
-                 _finished_rows(summary))
+    output.table(
+        "items finished", ["status", "items", "of them manual"], _finished_rows(summary)
+    )
     _table_needing_human(db, summary)
     _table_invalid(db, summary)
     if summary.requesters:
-        output.table("by requester", ["requester", "requests decided", "items",
-                                      "assigned", "already owner", "need a human"],
-                     _requester_rows(summary.requesters))
+        output.table(
+            "by requester",
+            [
+                "requester",
+                "requests decided",
+                "items",
+                "assigned",
+                "already owner",
+                "need a human",
+            ],
+            _requester_rows(summary.requesters),
+        )
     if summary.owners:
-        output.table("by new owner", ["new owner", "items", "assigned",
-                                      "already owner", "need a human"],
-                     _owner_rows(summary.owners))
-    output.table(f"API usage in {summary.usage.month}", ["measure", "value"],
-                 _usage_rows(summary.usage))
+        output.table(
+            "by new owner",
+            ["new owner", "items", "assigned", "already owner", "need a human"],
+            _owner_rows(summary.owners),
+        )
+    output.table(
+        f"API usage in {summary.usage.month}",
+        ["measure", "value"],
+        _usage_rows(summary.usage),
+    )
 
 
 def _decided_rows(summary: Summary) -> list[list[str]]:
@@ -441,10 +518,17 @@ def _decided_rows(summary: Summary) -> list[list[str]]:
 
 
 def _finished_rows(summary: Summary) -> list[list[str]]:
-    rows = [[STATUS_WORDS[s], _n(summary.finished[s]), _n(summary.manual_items[s])]
-            for s in FINAL_ITEM]
-    rows.append(["total", _n(sum(summary.finished.values())),
-                 _n(sum(summary.manual_items.values()))])
+    rows = [
+        [STATUS_WORDS[s], _n(summary.finished[s]), _n(summary.manual_items[s])]
+        for s in FINAL_ITEM
+    ]
+    rows.append(
+        [
+            "total",
+            _n(sum(summary.finished.values())),
+            _n(sum(summary.manual_items.values())),
+        ]
+    )
     rows.append(["pending now", _n(summary.open_now[PENDING]), ""])
     rows.append(["being written now", _n(summary.open_now[WRITING]), ""])
     return rows
@@ -456,33 +540,61 @@ def _table_needing_human(db: sqlite3.Connection, summary: Summary) -> None:
         return
     listed = islice(items_needing_human(db, summary.period), TABLE_ROWS)
     rows = [_human_cells(row) for row in listed]
-    output.table(f"need a human ({summary.needs_human:,})",
-                 ["request", "requester", "customer", "new owner", "status", "reason",
-                  "suggestion"], rows)
+    output.table(
+        f"need a human ({summary.needs_human:,})",
+        [
+            "request",
+            "requester",
+            "customer",
+            "new owner",
+            "status",
+            "reason",
+            "suggestion",
+        ],
+        rows,
+    )
     if summary.needs_human > len(rows):
-        output.say(f"... {summary.needs_human - len(rows):,} more; "
-                   "fzr report --format csv lists them all")
+        output.say(
+            f"... {summary.needs_human - len(rows):,} more; "
+            "fzr report --format csv lists them all"
+        )
 
 
 def _human_cells(row: sqlite3.Row) -> list[str]:
-    return [row["business_id"] or row["instance_id"], _who(row), row["customer"],
-            row["new_owner_id"],
-            _status(row["status"]) + (" (manual)" if row["manual"] else ""),
-            row["reason"] or "", suggestion_text(row["status"], row["suggestion"])]
+    return [
+        row["business_id"] or row["instance_id"],
+        _who(row),
+        row["customer"],
+        row["new_owner_id"],
+        _status(row["status"]) + (" (manual)" if row["manual"] else ""),
+        row["reason"] or "",
+        suggestion_text(row["status"], row["suggestion"]),
+    ]
 
 
 def _table_invalid(db: sqlite3.Connection, summary: Summary) -> None:
     if not summary.invalid:
         return
-    rows = [[row["business_id"] or row["instance_id"], row["originator_id"] or "",
-             row["reason"] or ""] for row in invalid_requests(db, summary.period)]
-    output.table(f"invalid requests ({summary.invalid})",
-                 ["request", "requester", "reason"], rows)
+    rows = [
+        [
+            row["business_id"] or row["instance_id"],
+            row["originator_id"] or "",
+            row["reason"] or "",
+        ]
+        for row in invalid_requests(db, summary.period)
+    ]
+    output.table(
+        f"invalid requests ({summary.invalid})",
+        ["request", "requester", "reason"],
+        rows,
+    )
 
 
 def _requester_rows(tallies: dict) -> list[list[str]]:
-    return [[_name(who), _n(t["requests"]), *_outcome_cells(t)]
-            for who, t in _ordered(tallies)]
+    return [
+        [_name(who), _n(t["requests"]), *_outcome_cells(t)]
+        for who, t in _ordered(tallies)
+    ]
 
 
 def _owner_rows(tallies: dict) -> list[list[str]]:
@@ -490,8 +602,12 @@ def _owner_rows(tallies: dict) -> list[list[str]]:
 
 
 def _outcome_cells(tally: Counter) -> list[str]:
-    return [_n(tally["items"]), _n(tally[ASSIGNED]), _n(tally[ALREADY_OWNER]),
-            _n(tally["needs_human"])]
+    return [
+        _n(tally["items"]),
+        _n(tally[ASSIGNED]),
+        _n(tally[ALREADY_OWNER]),
+        _n(tally["needs_human"]),
+    ]
 
 
 def _usage_rows(usage: Usage) -> list[list[str]]:
@@ -502,8 +618,10 @@ def _usage_rows(usage: Usage) -> list[list[str]]:
     return [
         ["metered DingTalk calls so far", _n(usage.metered)],
         ["monthly quota", _n(usage.quota)],
-        ["projected by month end",
-         (_n(projected) + verdict) if projected is not None else "-"],
+        [
+            "projected by month end",
+            (_n(projected) + verdict) if projected is not None else "-",
+        ],
         ["month elapsed", f"{usage.elapsed:.0%}"],
         ["CRM calls so far", _n(usage.xbb_calls)],
         ["CRM writes so far", _n(usage.xbb_writes)],
@@ -558,61 +676,95 @@ def json_head(summary: Summary) -> dict:
         "version": JSON_VERSION,
         "generated_at": utc_iso(),
         "timezone": period.zone.key,
-        "period": {"label": period.label, "start": period.start, "end": period.end,
-                   "start_local": period.local(period.start_ms),
-                   "end_local": period.local(period.end_ms)},
-        "requests": {"decided": sum(summary.decided.values()),
-                     "by_state": {s: summary.decided[s] for s in FINISHED},
-                     "manual": summary.manual_requests},
-        "items": {"finished": sum(summary.finished.values()),
-                  "by_status": {s: summary.finished[s] for s in FINAL_ITEM},
-                  "manual_by_status": {s: summary.manual_items[s] for s in FINAL_ITEM},
-                  "needs_human": summary.needs_human,
-                  "pending_now": summary.open_now[PENDING],
-                  "writing_now": summary.open_now[WRITING]},
-        "usage": {"month": usage.month, "as_of": utc_iso(usage.as_of_ms),
-                  "month_elapsed": round(usage.elapsed, 4),
-                  "dingtalk_metered": usage.metered, "monthly_quota": usage.quota,
-                  "projected_metered": usage.projected,
-                  "dingtalk_calls": usage.dingtalk_calls, "xbb_calls": usage.xbb_calls,
-                  "xbb_writes": usage.xbb_writes, "runs": usage.runs},
-        "by_requester": [_tally_json("requester", who, t, True)
-                         for who, t in _ordered(summary.requesters)],
-        "by_new_owner": [_tally_json("new_owner", who, t, False)
-                         for who, t in _ordered(summary.owners)],
+        "period": {
+            "label": period.label,
+            "start": period.start,
+            "end": period.end,
+            "start_local": period.local(period.start_ms),
+            "end_local": period.local(period.end_ms),
+        },
+        "requests": {
+            "decided": sum(summary.decided.values()),
+            "by_state": {s: summary.decided[s] for s in FINISHED},
+            "manual": summary.manual_requests,
+        },
+        "items": {
+            "finished": sum(summary.finished.values()),
+            "by_status": {s: summary.finished[s] for s in FINAL_ITEM},
+            "manual_by_status": {s: summary.manual_items[s] for s in FINAL_ITEM},
+            "needs_human": summary.needs_human,
+            "pending_now": summary.open_now[PENDING],
+            "writing_now": summary.open_now[WRITING],
+        },
+        "usage": {
+            "month": usage.month,
+            "as_of": utc_iso(usage.as_of_ms),
+            "month_elapsed": round(usage.elapsed, 4),
+            "dingtalk_metered": usage.metered,
+            "monthly_quota": usage.quota,
+            "projected_metered": usage.projected,
+            "dingtalk_calls": usage.dingtalk_calls,
+            "xbb_calls": usage.xbb_calls,
+            "xbb_writes": usage.xbb_writes,
+            "runs": usage.runs,
+        },
+        "by_requester": [
+            _tally_json("requester", who, t, True)
+            for who, t in _ordered(summary.requesters)
+        ],
+        "by_new_owner": [
+            _tally_json("new_owner", who, t, False)
+            for who, t in _ordered(summary.owners)
+        ],
     }
 
 
 def _ordered(tallies: dict) -> list:
-    return sorted(tallies.items(), key=lambda kv: (-kv[1]["items"], -kv[1]["requests"],
-                                                   str(kv[0])))
+    return sorted(
+        tallies.items(),
+        key=lambda kv: (-kv[1]["items"], -kv[1]["requests"], str(kv[0])),
+    )
 
 
 def _tally_json(key: str, who: str | None, tally: Counter, requests: bool) -> dict:
     entry = {key: who}
     if requests:
         entry["requests_decided"] = tally["requests"]
-    entry.update({"items": tally["items"], "assigned": tally[ASSIGNED],
-                  "already_owner": tally[ALREADY_OWNER],
-                  "needs_human": tally["needs_human"]})
+    entry.update(
+        {
+            "items": tally["items"],
+            "assigned": tally[ASSIGNED],
+            "already_owner": tally[ALREADY_OWNER],
+            "needs_human": tally["needs_human"],
+        }
+    )
     return entry
 
 
 def _human_json(row: sqlite3.Row) -> dict:
     return {
-        "item_id": row["id"], "instance_id": row["instance_id"],
-        "business_id": row["business_id"], "requester": row["originator_id"],
-        "customer": row["customer"], "new_owner": row["new_owner_id"],
-        "status": row["status"], "reason": row["reason"],
+        "item_id": row["id"],
+        "instance_id": row["instance_id"],
+        "business_id": row["business_id"],
+        "requester": row["originator_id"],
+        "customer": row["customer"],
+        "new_owner": row["new_owner_id"],
+        "status": row["status"],
+        "reason": row["reason"],
         "suggestion": parsed_suggestion(row["suggestion"]),
-        "finished_at": row["finished_at"], "manual": bool(row["manual"]),
+        "finished_at": row["finished_at"],
+        "manual": bool(row["manual"]),
     }
 
 
 def _invalid_json(row: sqlite3.Row) -> dict:
-    return {"instance_id": row["instance_id"], "business_id": row["business_id"],
-            "requester": row["originator_id"], "reason": row["reason"],
-            "decided_at": row["decided_at"]}
+    return {
+        "instance_id": row["instance_id"],
+        "business_id": row["business_id"],
+        "requester": row["originator_id"],
+        "reason": row["reason"],
+        "decided_at": row["decided_at"],
+    }
 
 
 # -- csv -------------------------------------------------------------------------------
@@ -624,12 +776,20 @@ def render_csv(db: sqlite3.Connection, summary: Summary) -> None:
     writer.writerow(CSV_COLUMNS)
     zone = summary.period.zone
     for row in items_needing_human(db, summary.period):
-        writer.writerow([
-            row["business_id"] or "", row["instance_id"], row["originator_id"] or "",
-            row["customer"], row["new_owner_id"], row["status"], row["reason"] or "",
-            suggestion_text(row["status"], row["suggestion"]),
-            _local_iso(row["finished_at"], zone), "yes" if row["manual"] else "no",
-        ])
+        writer.writerow(
+            [
+                row["business_id"] or "",
+                row["instance_id"],
+                row["originator_id"] or "",
+                row["customer"],
+                row["new_owner_id"],
+                row["status"],
+                row["reason"] or "",
+                suggestion_text(row["status"], row["suggestion"]),
+                _local_iso(row["finished_at"], zone),
+                "yes" if row["manual"] else "no",
+            ]
+        )
     sys.stdout.flush()
 
 
@@ -661,26 +821,40 @@ class Fitter:
         return "\n".join(self.lines)
 
 
-def markdown(db: sqlite3.Connection, summary: Summary,
-             limit: int = MARKDOWN_LIMIT) -> str:
+def markdown(
+    db: sqlite3.Connection, summary: Summary, limit: int = MARKDOWN_LIMIT
+) -> str:
     """The report for mail and the robot, at most ``limit`` characters: the counts
     always, the short lists below them, and as many items needing a human as the room
     left allows, with a count of the rest."""
     period = summary.period
     tail = [
-        *_short_list("Invalid requests", summary.invalid,
-                     (_invalid_line(row) for row in invalid_requests(db, period))),
-        *_short_list("By requester", len(summary.requesters),
-                     (_requester_line(w, t) for w, t in _ordered(summary.requesters))),
-        *_short_list("By new owner", len(summary.owners),
-                     (_owner_line(w, t) for w, t in _ordered(summary.owners))),
+        *_short_list(
+            "Invalid requests",
+            summary.invalid,
+            (_invalid_line(row) for row in invalid_requests(db, period)),
+        ),
+        *_short_list(
+            "By requester",
+            len(summary.requesters),
+            (_requester_line(w, t) for w, t in _ordered(summary.requesters)),
+        ),
+        *_short_list(
+            "By new owner",
+            len(summary.owners),
+            (_owner_line(w, t) for w, t in _ordered(summary.owners)),
+        ),
     ]
     fitter = Fitter(limit - sum(len(line) + 1 for line in tail))
     for line in _markdown_head(summary):
         fitter.add(line)
-    _markdown_list(fitter, "Need a human", summary.needs_human,
-                   (_human_line(row) for row in items_needing_human(db, period)),
-                   "fzr report --format csv")
+    _markdown_list(
+        fitter,
+        "Need a human",
+        summary.needs_human,
+        (_human_line(row) for row in items_needing_human(db, period)),
+        "fzr report --format csv",
+    )
     fitter.limit = limit
     for line in tail:
         if not fitter.fits(line):
@@ -690,10 +864,16 @@ def markdown(db: sqlite3.Connection, summary: Summary,
 
 
 def _markdown_head(summary: Summary) -> list[str]:
-    decided = ", ".join(f"{summary.decided[s]:,} {STATE_WORDS[s]}" for s in FINISHED
-                        if summary.decided[s])
-    finished = ", ".join(f"{summary.finished[s]:,} {STATUS_WORDS[s]}"
-                         for s in FINAL_ITEM if summary.finished[s])
+    decided = ", ".join(
+        f"{summary.decided[s]:,} {STATE_WORDS[s]}"
+        for s in FINISHED
+        if summary.decided[s]
+    )
+    finished = ", ".join(
+        f"{summary.finished[s]:,} {STATUS_WORDS[s]}"
+        for s in FINAL_ITEM
+        if summary.finished[s]
+    )
     manual = sum(summary.manual_items.values())
     usage = summary.usage
     projected = usage.projected
@@ -722,8 +902,13 @@ def _markdown_head(summary: Summary) -> list[str]:
     return lines
 
 
-def _markdown_list(fitter: Fitter, name: str, total: int, lines: Iterator[str],
-                   where: str = "fzr report") -> None:
+def _markdown_list(
+    fitter: Fitter,
+    name: str,
+    total: int,
+    lines: Iterator[str],
+    where: str = "fzr report",
+) -> None:
     """A heading and as many lines as fit, then how many were left out and where
     to see them."""
     if not total:
@@ -747,8 +932,9 @@ def _markdown_list(fitter: Fitter, name: str, total: int, lines: Iterator[str],
         fitter.add(_more(total - shown, where))
 
 
-def _short_list(name: str, total: int, lines: Iterator[str],
-                where: str = "fzr report") -> list[str]:
+def _short_list(
+    name: str, total: int, lines: Iterator[str], where: str = "fzr report"
+) -> list[str]:
     if not total:
         return []
     shown = list(islice(lines, SHORT_LIST))
@@ -772,19 +958,25 @@ def _human_line(row: sqlite3.Row) -> str:
 
 def _invalid_line(row: sqlite3.Row) -> str:
     request = row["business_id"] or row["instance_id"]
-    return _one_line(f"- {request} ({row['originator_id'] or 'unknown requester'}): "
-                     f"{row['reason'] or 'no reason recorded'}")
+    return _one_line(
+        f"- {request} ({row['originator_id'] or 'unknown requester'}): "
+        f"{row['reason'] or 'no reason recorded'}"
+    )
 
 
 def _requester_line(who: str | None, tally: Counter) -> str:
-    return (f"- {_name(who)}: {tally['requests']:,} request(s), {tally['items']:,} "
-            f"item(s), {tally['needs_human']:,} need a human")
+    return (
+        f"- {_name(who)}: {tally['requests']:,} request(s), {tally['items']:,} "
+        f"item(s), {tally['needs_human']:,} need a human"
+    )
 
 
 def _owner_line(who: str | None, tally: Counter) -> str:
-    return (f"- {_name(who)}: {tally['items']:,} item(s), {tally[ASSIGNED]:,} "
-            f"assigned, {tally[ALREADY_OWNER]:,} already owner, "
-            f"{tally['needs_human']:,} need a human")
+    return (
+        f"- {_name(who)}: {tally['items']:,} item(s), {tally[ASSIGNED]:,} "
+        f"assigned, {tally[ALREADY_OWNER]:,} already owner, "
+        f"{tally['needs_human']:,} need a human"
+    )
 
 
 def _one_line(text: str) -> str:

@@ -84,11 +84,17 @@ class Robot:
 
     def send_markdown(self, title: str, text: str) -> None:
         if len(text) > MAX_MARKDOWN_CHARS:
-            raise FzrError(f"robot message is {len(text)} characters; the robot takes "
-                           f"at most {MAX_MARKDOWN_CHARS}")
+            raise FzrError(
+                f"robot message is {len(text)} characters; the robot takes "
+                f"at most {MAX_MARKDOWN_CHARS}"
+            )
         body = json.dumps(markdown_message(title, text), ensure_ascii=False).encode()
-        call_with_retries(lambda: self._post(body), budget=self.budget,
-                          attempts=ATTEMPTS, calls=self.calls)
+        call_with_retries(
+            lambda: self._post(body),
+            budget=self.budget,
+            attempts=ATTEMPTS,
+            calls=self.calls,
+        )
         log.info("robot message %r sent (%d characters)", title, len(text))
 
     def _post(self, body: bytes) -> None:
@@ -97,7 +103,10 @@ class Robot:
         take_slot(self.store, moment)
         self.calls.record(SERVICE, API, metered=False)
         reply = self.transport.send(
-            "POST", signed_url(self.webhook, self.secret, moment), api=API, body=body,
+            "POST",
+            signed_url(self.webhook, self.secret, moment),
+            api=API,
+            body=body,
             headers={"Content-Type": "application/json;charset=utf-8"},
         )
         check_reply(reply, self.store)
@@ -109,34 +118,46 @@ def take_slot(store: Store, moment: int) -> None:
         silent_until = int(store.get_state(SILENT_KEY, 0) or 0)
         if moment < silent_until:
             wait = math.ceil((silent_until - moment) / 1000)
-            raise RobotPaced(f"the robot was throttled by DingTalk and stays silent "
-                             f"for another {wait} s; nothing sent")
+            raise RobotPaced(
+                f"the robot was throttled by DingTalk and stays silent "
+                f"for another {wait} s; nothing sent"
+            )
         recent = [t for t in store.get_state(SENT_KEY, []) if t > moment - WINDOW_MS]
         if len(recent) >= PER_MINUTE:
             wait = math.ceil((min(recent) + WINDOW_MS - moment) / 1000)
-            raise RobotPaced(f"the robot already took {PER_MINUTE} messages in the "
-                             f"last minute (DingTalk's limit; one more mutes it for "
-                             f"10 minutes); nothing sent, try again in {wait} s")
+            raise RobotPaced(
+                f"the robot already took {PER_MINUTE} messages in the "
+                f"last minute (DingTalk's limit; one more mutes it for "
+                f"10 minutes); nothing sent, try again in {wait} s"
+            )
         store.set_state(SENT_KEY, recent + [moment])
 
 
 def check_reply(reply: Reply, store: Store) -> None:
     """The robot answers HTTP 200 with an errcode; anything but 0 is a refusal."""
     if reply.status >= 500 or reply.status == 429:
-        raise ServiceError(SERVICE, API, Failure.RETRY, "robot unavailable",
-                           status=reply.status)
+        raise ServiceError(
+            SERVICE, API, Failure.RETRY, "robot unavailable", status=reply.status
+        )
     answer = _answer(reply)
     code = str(answer.get("errcode", "")).strip()
     message = str(answer.get("errmsg", ""))
     if code == "0":
         return
     if code in BUSY:
-        raise ServiceError(SERVICE, API, Failure.RETRY, f"robot busy: {message}",
-                           code=code)
+        raise ServiceError(
+            SERVICE, API, Failure.RETRY, f"robot busy: {message}", code=code
+        )
     if code in TOO_FAST:
         _note_silenced(store)
-    raise ServiceError(SERVICE, API, Failure.PERMANENT, _explain(code, message),
-                       code=code, status=reply.status if reply.status != 200 else None)
+    raise ServiceError(
+        SERVICE,
+        API,
+        Failure.PERMANENT,
+        _explain(code, message),
+        code=code,
+        status=reply.status if reply.status != 200 else None,
+    )
 
 
 def _answer(reply: Reply) -> dict:
@@ -145,16 +166,22 @@ def _answer(reply: Reply) -> dict:
     except (ValueError, UnicodeDecodeError):
         answer = None
     if not isinstance(answer, dict) or "errcode" not in answer:
-        raise ServiceError(SERVICE, API, Failure.PERMANENT,
-                           "the webhook did not answer like a DingTalk robot; "
-                           "check FZR_ROBOT_WEBHOOK", status=reply.status)
+        raise ServiceError(
+            SERVICE,
+            API,
+            Failure.PERMANENT,
+            "the webhook did not answer like a DingTalk robot; check FZR_ROBOT_WEBHOOK",
+            status=reply.status,
+        )
     return answer
 
 
 def _explain(code: str, message: str) -> str:
     if code in TOO_FAST:
-        return (f"the robot refused the message as too fast ({message}); DingTalk "
-                "mutes it for 10 minutes")
+        return (
+            f"the robot refused the message as too fast ({message}); DingTalk "
+            "mutes it for 10 minutes"
+        )
     if code in UNSAFE_CONTENT:
         return f"the robot refused the content as unsafe ({message})"
     if code in REFUSALS:

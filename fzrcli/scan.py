@@ -8,8 +8,8 @@ was submitted. Two kinds of listing, alternated one per pass, cover everything:
   finished, so only those are fetched. That is how fzr learns that an instance finished
   without re-fetching every open instance on every pass.
 - the **sweep** lists ``COMPLETED``/``TERMINATED`` instances created since the inventory
-  *before* the latest one (minus an overlap). It catches requests that were submitted and
-  decided between two inventories, so they never showed up as running.
+  *before* the latest one (minus an overlap). It catches requests that were submitted
+  and decided between two inventories, so they never showed up as running.
 
 An idle pass therefore costs one listing call. An instance is fetched when it is first
 found finished and never again. A first run, ``--since``, and the first pass after the
@@ -42,8 +42,9 @@ class ScanResult:
     to_fetch: int = 0
 
 
-def scan(store: Store, dingtalk: DingTalk, since_ms: int | None,
-         catch_up: bool = False) -> ScanResult:
+def scan(
+    store: Store, dingtalk: DingTalk, since_ms: int | None, catch_up: bool = False
+) -> ScanResult:
     """List what changed and mark every instance that must be fetched as ``seen``."""
     cursor = store.get_state(STATE_KEY)
     now = now_ms()
@@ -53,12 +54,15 @@ def scan(store: Store, dingtalk: DingTalk, since_ms: int | None,
         cursor = {"last_inventory": now, "prev_inventory": now, "next": "sweep"}
     elif cursor["next"] == "inventory":
         result = _inventory(store, dingtalk, cursor["last_inventory"] - OVERLAP_MS, now)
-        cursor = {"last_inventory": now, "prev_inventory": cursor["last_inventory"],
-                  "next": "sweep"}
+        cursor = {
+            "last_inventory": now,
+            "prev_inventory": cursor["last_inventory"],
+            "next": "sweep",
+        }
     else:
         result = _sweep(store, dingtalk, cursor["prev_inventory"] - OVERLAP_MS, now)
         cursor = {**cursor, "next": "inventory"}
-    # Only a listing that completed moves the cursor; ids noted so far are kept either way.
+    # Only a listing that completed moves the cursor; ids noted so far are kept anyway.
     store.set_state(STATE_KEY, cursor)
     result.to_fetch = len(store.ids_in_state(SEEN))
     return result

@@ -62,7 +62,9 @@ def _days(text: str) -> frozenset[int]:
         if first not in DAYS or (last and last not in DAYS):
             raise ValueError(f"unknown day in {span!r}; use Mon … Sun")
         lo, hi = DAYS.index(first), DAYS.index(last or first)
-        days.update(range(lo, hi + 1) if lo <= hi else [*range(lo, 7), *range(0, hi + 1)])
+        days.update(
+            range(lo, hi + 1) if lo <= hi else [*range(lo, 7), *range(0, hi + 1)]
+        )
     return frozenset(days)
 
 

@@ -26,7 +26,11 @@ from fzrcli.timeutil import utc_iso
 # Request states. A FINISHED request is decided; a FETCHED one is never fetched again.
 SEEN, OPEN, ACTIVE, DONE = "seen", "open", "active", "done"
 REFUSED, TERMINATED, CANCELED, INVALID, GONE = (
-    "refused", "terminated", "canceled", "invalid", "gone",
+    "refused",
+    "terminated",
+    "canceled",
+    "invalid",
+    "gone",
 )
 UNMATCHED = "unmatched"  # approved, but the field settings match nothing on its form
 FINISHED = (ACTIVE, DONE, REFUSED, TERMINATED, CANCELED, INVALID, GONE)
@@ -36,13 +40,21 @@ UNFETCHED = (SEEN, OPEN)
 # Item states; the first two are not final.
 PENDING, WRITING = "pending", "writing"
 ASSIGNED, ALREADY_OWNER = "assigned", "already_owner"
-NOT_FOUND, AMBIGUOUS, UNVERIFIED, FAILED = "not_found", "ambiguous", "unverified", "failed"
+NOT_FOUND, AMBIGUOUS, UNVERIFIED, FAILED = (
+    "not_found",
+    "ambiguous",
+    "unverified",
+    "failed",
+)
 FINAL_ITEM = (ASSIGNED, ALREADY_OWNER, NOT_FOUND, AMBIGUOUS, UNVERIFIED, FAILED)
 NEEDS_HUMAN = (NOT_FOUND, AMBIGUOUS, UNVERIFIED, FAILED)
 
 # Comment states.
 COMMENT_DUE, COMMENT_SENDING, COMMENT_SENT, COMMENT_FAILED = (
-    "due", "sending", "sent", "failed",
+    "due",
+    "sending",
+    "sent",
+    "failed",
 )
 
 MIGRATIONS: tuple[str, ...] = (
@@ -152,13 +164,17 @@ class Store:
 
     def _connect(self) -> sqlite3.Connection:
         if self.path.is_dir():
-            raise FzrError(f"the state file {self.path} is a folder; point FZR_DB at a "
-                           "file (it is created if missing)")
+            raise FzrError(
+                f"the state file {self.path} is a folder; point FZR_DB at a "
+                "file (it is created if missing)"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
-            raise FzrError(f"cannot create the folder for the state file {self.path}: "
-                           f"{exc.strerror}") from None
+            raise FzrError(
+                f"cannot create the folder for the state file {self.path}: "
+                f"{exc.strerror}"
+            ) from None
         old_umask = os.umask(0o077)
         try:
             db = sqlite3.connect(
@@ -178,8 +194,10 @@ class Store:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         tables = self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
         if version == 0 and tables:
-            raise FzrError(f"{self.path} is an SQLite file of another program; point "
-                           "FZR_DB at a file of fzr's own")
+            raise FzrError(
+                f"{self.path} is an SQLite file of another program; point "
+                "FZR_DB at a file of fzr's own"
+            )
         if version > len(MIGRATIONS):
             raise FzrError(
                 f"state file {self.path} was written by a newer fzr (schema {version})"
@@ -228,7 +246,9 @@ class Store:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             handle.close()
-            raise BusyError(f"another fzr pass is running (pid {holder}); nothing done")
+            raise BusyError(
+                f"another fzr pass is running (pid {holder}); nothing done"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -238,7 +258,9 @@ class Store:
     # -- key/value state ------------------------------------------------------------
 
     def get_state(self, key: str, default: Any = None) -> Any:
-        row = self.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        row = self.db.execute(
+            "SELECT value FROM state WHERE key = ?", (key,)
+        ).fetchone()
         return json.loads(row["value"]) if row else default
 
     def set_state(self, key: str, value: Any) -> None:
@@ -291,13 +313,16 @@ class Store:
         for chunk in _chunks(instance_ids, 500):
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
-                f"SELECT instance_id, state FROM requests WHERE instance_id IN ({marks})",
+                "SELECT instance_id, state FROM requests "
+                f"WHERE instance_id IN ({marks})",
                 chunk,
             )
             states.update({row["instance_id"]: row["state"] for row in rows})
         return states
 
-    def note_seen(self, instance_id: str, created_lb_ms: int, state: str = SEEN) -> bool:
+    def note_seen(
+        self, instance_id: str, created_lb_ms: int, state: str = SEEN
+    ) -> bool:
         """Record an id met in a listing; True when it is new."""
         now = utc_iso()
         cursor = self.db.execute(
@@ -337,23 +362,38 @@ class Store:
         )
         return [row["instance_id"] for row in rows]
 
-    def save_fetched(self, instance_id: str, state: str, facts: dict, raw: object,
-                     parsed: dict | None = None) -> None:
+    def save_fetched(
+        self,
+        instance_id: str,
+        state: str,
+        facts: dict,
+        raw: object,
+        parsed: dict | None = None,
+    ) -> None:
         now = utc_iso()
         previous = self.request(instance_id)
         decided = now if state in FINISHED else None
         self.db.execute(
-            "UPDATE requests SET state = ?, business_id = ?, title = ?, originator_id = ?,"
-            " status = ?, result = ?, created_ms = ?, finished_ms = ?, raw = ?,"
-            " parsed = ?, fetched_at = ?, decided_at = COALESCE(decided_at, ?),"
-            " updated_at = ? WHERE instance_id = ?",
+            "UPDATE requests SET state = ?, business_id = ?, title = ?, "
+            "originator_id = ?, status = ?, result = ?, created_ms = ?, "
+            "finished_ms = ?, raw = ?, parsed = ?, fetched_at = ?, "
+            "decided_at = COALESCE(decided_at, ?), updated_at = ? "
+            "WHERE instance_id = ?",
             (
-                state, facts.get("business_id"), facts.get("title"),
-                facts.get("originator_id"), facts.get("status"), facts.get("result"),
-                facts.get("created_ms"), facts.get("finished_ms"),
+                state,
+                facts.get("business_id"),
+                facts.get("title"),
+                facts.get("originator_id"),
+                facts.get("status"),
+                facts.get("result"),
+                facts.get("created_ms"),
+                facts.get("finished_ms"),
                 json.dumps(raw, ensure_ascii=False),
                 json.dumps(parsed, ensure_ascii=False) if parsed else None,
-                now, decided, now, instance_id,
+                now,
+                decided,
+                now,
+                instance_id,
             ),
         )
         if previous is None or previous["status"] != facts.get("status"):
@@ -362,12 +402,15 @@ class Store:
                 detail += f", result {facts.get('result')}"
             self.add_event(instance_id, "status", detail)
 
-    def set_request_state(self, instance_id: str, state: str, reason: str | None = None):
+    def set_request_state(
+        self, instance_id: str, state: str, reason: str | None = None
+    ):
         now = utc_iso()
         decided = now if state in FINISHED else None
         self.db.execute(
             "UPDATE requests SET state = ?, reason = COALESCE(?, reason), "
-            "decided_at = COALESCE(decided_at, ?), updated_at = ? WHERE instance_id = ?",
+            "decided_at = COALESCE(decided_at, ?), updated_at = ? "
+            "WHERE instance_id = ?",
             (state, reason, decided, now, instance_id),
         )
         self.add_event(instance_id, "state", state + (f": {reason}" if reason else ""))
@@ -392,8 +435,13 @@ class Store:
 
     # -- items ----------------------------------------------------------------------
 
-    def add_items(self, instance_id: str, customers: list[str], owners: list[str],
-                  manual: bool = False) -> None:
+    def add_items(
+        self,
+        instance_id: str,
+        customers: list[str],
+        owners: list[str],
+        manual: bool = False,
+    ) -> None:
         now = utc_iso()
         self.db.executemany(
             "INSERT INTO items (instance_id, customer, new_owner_id, status, manual, "
@@ -437,12 +485,23 @@ class Store:
             "attempts = attempts + 1, updated_at = ? WHERE id = ?",
             (WRITING, data_id, json.dumps(owners_before), utc_iso(), item.id),
         )
-        self.add_event(item.instance_id, "write", f"adding {item.new_owner_id} to "
-                       f"{item.customer} (dataId {data_id})", item.id)
+        self.add_event(
+            item.instance_id,
+            "write",
+            f"adding {item.new_owner_id} to {item.customer} (dataId {data_id})",
+            item.id,
+        )
 
-    def finish_item(self, item: Item, status: str, reason: str | None = None, *,
-                    suggestion: str | None = None, data_id: int | None = None,
-                    owners_after: list[str] | None = None) -> None:
+    def finish_item(
+        self,
+        item: Item,
+        status: str,
+        reason: str | None = None,
+        *,
+        suggestion: str | None = None,
+        data_id: int | None = None,
+        owners_after: list[str] | None = None,
+    ) -> None:
         now = utc_iso()
         final = status in FINAL_ITEM
         self.db.execute(
@@ -450,9 +509,14 @@ class Store:
             "data_id = COALESCE(?, data_id), owners_after = COALESCE(?, owners_after), "
             "updated_at = ?, finished_at = ? WHERE id = ?",
             (
-                status, reason, suggestion, data_id,
+                status,
+                reason,
+                suggestion,
+                data_id,
                 json.dumps(owners_after) if owners_after is not None else None,
-                now, now if final else None, item.id,
+                now,
+                now if final else None,
+                item.id,
             ),
         )
         text = status + (f": {reason}" if reason else "")
@@ -473,8 +537,13 @@ class Store:
 
     # -- comments -------------------------------------------------------------------
 
-    def set_comment(self, instance_id: str, state: str, text: str | None = None,
-                    error: str | None = None) -> None:
+    def set_comment(
+        self,
+        instance_id: str,
+        state: str,
+        text: str | None = None,
+        error: str | None = None,
+    ) -> None:
         self.db.execute(
             "UPDATE requests SET comment_state = ?, comment_text = COALESCE(?, "
             "comment_text), comment_error = ?, comment_at = ?, updated_at = ? "
@@ -482,7 +551,11 @@ class Store:
             (state, text, error, utc_iso(), utc_iso(), instance_id),
         )
         if state in (COMMENT_SENT, COMMENT_FAILED):
-            detail = "comment posted" if state == COMMENT_SENT else f"comment failed: {error}"
+            detail = (
+                "comment posted"
+                if state == COMMENT_SENT
+                else f"comment failed: {error}"
+            )
             self.add_event(instance_id, "comment", detail)
 
     def comments_due(self) -> list[sqlite3.Row]:
@@ -493,8 +566,9 @@ class Store:
 
     # -- history and runs -----------------------------------------------------------
 
-    def add_event(self, instance_id: str, kind: str, detail: str,
-                  item_id: int | None = None) -> None:
+    def add_event(
+        self, instance_id: str, kind: str, detail: str, item_id: int | None = None
+    ) -> None:
         self.db.execute(
             "INSERT INTO events (instance_id, item_id, at, kind, detail) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -518,10 +592,15 @@ class Store:
             "dingtalk_metered = ?, xbb_calls = ?, xbb_writes = ?, counts = ?, "
             "message = ? WHERE id = ?",
             (
-                utc_iso(), exit_status, calls.get("dingtalk_calls", 0),
-                calls.get("dingtalk_metered", 0), calls.get("xbb_calls", 0),
-                calls.get("xbb_writes", 0), json.dumps(calls.get("by_api", {})),
-                message, run_id,
+                utc_iso(),
+                exit_status,
+                calls.get("dingtalk_calls", 0),
+                calls.get("dingtalk_metered", 0),
+                calls.get("xbb_calls", 0),
+                calls.get("xbb_writes", 0),
+                json.dumps(calls.get("by_api", {})),
+                message,
+                run_id,
             ),
         )
 
@@ -529,17 +608,23 @@ class Store:
 def _item(row: sqlite3.Row) -> Item:
     before = row["owners_before"]
     return Item(
-        id=row["id"], instance_id=row["instance_id"], customer=row["customer"],
-        new_owner_id=row["new_owner_id"], status=row["status"], reason=row["reason"],
-        suggestion=row["suggestion"], data_id=row["data_id"],
+        id=row["id"],
+        instance_id=row["instance_id"],
+        customer=row["customer"],
+        new_owner_id=row["new_owner_id"],
+        status=row["status"],
+        reason=row["reason"],
+        suggestion=row["suggestion"],
+        data_id=row["data_id"],
         owners_before=json.loads(before) if before else None,
-        attempts=row["attempts"], manual=bool(row["manual"]),
+        attempts=row["attempts"],
+        manual=bool(row["manual"]),
     )
 
 
 def _chunks(values: list, size: int) -> Iterator[list]:
     for start in range(0, len(values), size):
-        yield values[start:start + size]
+        yield values[start : start + size]
 
 
 def _keystream(key: str, nonce: bytes, length: int) -> bytes:

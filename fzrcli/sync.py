@@ -32,8 +32,11 @@ from fzrcli.xbb import Xbb
 log = logging.getLogger(__name__)
 
 FETCH_WORKERS = 8
-FIELD_SETTINGS = {"customers": "FZR_FIELD_CUSTOMERS", "new_owner": "FZR_FIELD_NEW_OWNER",
-                  "current_owner": "FZR_FIELD_CURRENT_OWNER"}
+FIELD_SETTINGS = {
+    "customers": "FZR_FIELD_CUSTOMERS",
+    "new_owner": "FZR_FIELD_NEW_OWNER",
+    "current_owner": "FZR_FIELD_CURRENT_OWNER",
+}
 SKIPPED_KEY = "schedule_skipped"
 QUOTA_KEY = "quota_paused_until"
 QUOTA_CODE = "Forbidden.AccessDenied.ApiCountLimitForOrg"
@@ -57,8 +60,14 @@ class PassReport:
     exit_code: int = 0
 
     def quiet(self) -> bool:
-        return not (self.fetched or self.items or self.planned or self.comments
-                    or self.problems or self.decided)
+        return not (
+            self.fetched
+            or self.items
+            or self.planned
+            or self.comments
+            or self.problems
+            or self.decided
+        )
 
 
 @dataclass
@@ -76,13 +85,27 @@ class Pass:
         self.xbb = Xbb(self.settings, self.calls, self.budget)
 
 
-def run_pass(settings: Settings, store: Store, calls: CallLog, *,
-             since_ms: int | None = None, dry_run: bool = False,
-             fetch_only: bool = False, resume: bool = False) -> PassReport:
+def run_pass(
+    settings: Settings,
+    store: Store,
+    calls: CallLog,
+    *,
+    since_ms: int | None = None,
+    dry_run: bool = False,
+    fetch_only: bool = False,
+    resume: bool = False,
+) -> PassReport:
     """One synchronous pass; the caller holds the pass lock and records the run."""
     report = PassReport()
-    work = Pass(settings, store, calls, Budget(settings.pass_timeout), report,
-                dry_run=dry_run, fetch_only=fetch_only)
+    work = Pass(
+        settings,
+        store,
+        calls,
+        Budget(settings.pass_timeout),
+        report,
+        dry_run=dry_run,
+        fetch_only=fetch_only,
+    )
     if resume and resume_writes(store):
         log.warning("CRM writes resumed by the operator")
     try:
@@ -119,7 +142,8 @@ def _steps(work: Pass, since_ms: int | None) -> None:
     act_on_items(work)
     if not work.dry_run and work.settings.comment_user_id:
         work.report.comments = comments.post_due_comments(
-            work.store, work.dingtalk, work.settings.comment_user_id)
+            work.store, work.dingtalk, work.settings.comment_user_id
+        )
 
 
 def _quota_paused(work: Pass) -> bool:
@@ -186,8 +210,11 @@ def _record_fetch(work: Pass, instance_id: str, future) -> None:
 
 
 def _decide(work: Pass, instance: dict):
-    return decide(instance, work.settings.fields,
-                  fields_verified=fields_verified(work.store, work.settings))
+    return decide(
+        instance,
+        work.settings.fields,
+        fields_verified=fields_verified(work.store, work.settings),
+    )
 
 
 def save_instance(work: Pass, instance_id: str, instance: dict) -> None:
@@ -200,20 +227,28 @@ def save_instance(work: Pass, instance_id: str, instance: dict) -> None:
             "current_owner_ids": list(decision.parsed.current_owner_ids),
         }
     with work.store.transaction():
-        work.store.save_fetched(instance_id, decision.state, decision.facts, instance,
-                                parsed)
+        work.store.save_fetched(
+            instance_id, decision.state, decision.facts, instance, parsed
+        )
         if decision.reason:
             work.store.set_request_state(instance_id, decision.state, decision.reason)
         if parsed:
-            work.store.add_items(instance_id, parsed["customers"],
-                                 parsed["new_owner_ids"])
+            work.store.add_items(
+                instance_id, parsed["customers"], parsed["new_owner_ids"]
+            )
         if decision.state == INVALID:
-            comments.queue_comment(work.store, instance_id,
-                                   bool(work.settings.comment_user_id))
+            comments.queue_comment(
+                work.store, instance_id, bool(work.settings.comment_user_id)
+            )
     if decision.state != "open":
         work.report.decided[decision.state] += 1
-        log.info("%s (%s): %s%s", instance_id, decision.facts.get("business_id"),
-                 decision.state, f" ({decision.reason})" if decision.reason else "")
+        log.info(
+            "%s (%s): %s%s",
+            instance_id,
+            decision.facts.get("business_id"),
+            decision.state,
+            f" ({decision.reason})" if decision.reason else "",
+        )
 
 
 def retry_unmatched(work: Pass) -> None:
@@ -236,7 +271,8 @@ def report_unmatched(work: Pass) -> None:
         f"{len(rows)} approved request(s) wait because {setting} matches no field of "
         f"their form, e.g. {example['business_id'] or example['instance_id']}: "
         f"{example['reason']}. Fix {setting} (a component id is safest); they are "
-        "read again on the next pass")
+        "read again on the next pass"
+    )
 
 
 # -- the CRM -------------------------------------------------------------------------
@@ -266,15 +302,18 @@ def act_on_items(work: Pass) -> None:
     if result.error:
         work.report.problems.append(f"CRM work left pending: {result.error}")
     elif result.left_pending and not work.dry_run:
-        work.report.problems.append(f"CRM work left pending: {result.left_pending} "
-                                    "item(s) wait for the next pass")
+        work.report.problems.append(
+            f"CRM work left pending: {result.left_pending} "
+            "item(s) wait for the next pass"
+        )
     for item in work.store.items_of_ids([i.id for i in items]):
         work.report.items[item.status] += 1
     with work.store.transaction():
         done = work.store.complete_requests()
         for instance_id in done:
-            comments.queue_comment(work.store, instance_id,
-                                   bool(work.settings.comment_user_id))
+            comments.queue_comment(
+                work.store, instance_id, bool(work.settings.comment_user_id)
+            )
 
 
 def _claims(store: Store, instance_ids: set[str]) -> dict[str, set[str]]:
@@ -284,5 +323,3 @@ def _claims(store: Store, instance_ids: set[str]) -> dict[str, set[str]]:
         parsed = json.loads(row["parsed"]) if row and row["parsed"] else {}
         claims[instance_id] = set(parsed.get("current_owner_ids", []))
     return claims
-
-

@@ -19,7 +19,9 @@ def now_ms() -> int:
 
 
 def utc_iso(ms: int | None = None) -> str:
-    moment = datetime.fromtimestamp((now_ms() if ms is None else ms) / 1000, timezone.utc)
+    moment = datetime.fromtimestamp(
+        (now_ms() if ms is None else ms) / 1000, timezone.utc
+    )
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -62,7 +64,7 @@ EARLIEST, LATEST = date(2000, 1, 1), date(2100, 1, 1)
 
 
 def parse_since(text: str, zone: ZoneInfo) -> int:
-    """``today``, ``yesterday``, ``2d``/``6h``/``30m`` ago, or a ``YYYY-MM-DD`` date (ms)."""
+    """``today``, ``yesterday``, ``2d``/``6h``/``30m`` ago, or ``YYYY-MM-DD``, as ms."""
     value = text.strip().lower()
     if value in ("today", "yesterday"):
         offset = 0 if value == "today" else 1

@@ -59,7 +59,7 @@ class RateLimiter:
             time.sleep(wait)
 
     def penalise(self, seconds: float) -> None:
-        """After a throttle answer, hold every caller back, not just the one retrying."""
+        """After a throttle answer, hold every caller back, not just the one."""
         with self.lock:
             self.next_slot = max(self.next_slot, time.monotonic() + seconds)
 
@@ -131,22 +131,38 @@ class Transport:
     ) -> Reply:
         url = path if path.startswith("http") else self.base_url + path
         if self.budget.spent():
-            raise ServiceError(self.service, api, Failure.RETRY, "pass time budget spent")
+            raise ServiceError(
+                self.service, api, Failure.RETRY, "pass time budget spent"
+            )
         read_timeout = min(self.timeout[1], max(1.0, self.budget.remaining()))
         started = time.monotonic()
         try:
             response = self.session().request(
-                method, url, params=params, data=body, headers=headers,
-                timeout=(self.timeout[0], read_timeout), allow_redirects=False,
+                method,
+                url,
+                params=params,
+                data=body,
+                headers=headers,
+                timeout=(self.timeout[0], read_timeout),
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             # The exception text holds the full URL (with any token in it): drop it.
             raise ServiceError(
-                self.service, api, Failure.RETRY, f"network error ({type(exc).__name__})"
+                self.service,
+                api,
+                Failure.RETRY,
+                f"network error ({type(exc).__name__})",
             ) from None
-        log.debug("%s %s %s: HTTP %s in %.0f ms %s", self.service, method, api,
-                  response.status_code, (time.monotonic() - started) * 1000,
-                  response.headers.get("x-acs-request-id", ""))
+        log.debug(
+            "%s %s %s: HTTP %s in %.0f ms %s",
+            self.service,
+            method,
+            api,
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+            response.headers.get("x-acs-request-id", ""),
+        )
         return Reply(response.status_code, dict(response.headers), response.content)
 
 
@@ -184,8 +200,9 @@ def call_with_retries(
     retrying = Retrying(
         retry=retry_if_exception(retryable),
         stop=stop_after_attempt(attempts - 1),
-        wait=lambda state: _delay(state.outcome.exception(), state.attempt_number + 1,
-                                  budget, limiter),
+        wait=lambda state: _delay(
+            state.outcome.exception(), state.attempt_number + 1, budget, limiter
+        ),
         reraise=True,
     )
     return retrying(fn)
@@ -200,8 +217,9 @@ def _retryable(error: BaseException, budget: Budget, calls: CallLog | None) -> b
     return not budget.spent()
 
 
-def _delay(error: BaseException, attempt: int, budget: Budget,
-           limiter: RateLimiter | None) -> float:
+def _delay(
+    error: BaseException, attempt: int, budget: Budget, limiter: RateLimiter | None
+) -> float:
     """How long to wait before attempt ``attempt + 1``; gives up (re-raising) when the
     wait would run past the pass budget."""
     floor = getattr(error, "retry_after", None) or 0.0

@@ -32,8 +32,10 @@ NON_POOL, POOL = 101, 105  # subBusinessType for distribution
 # What XBB's codes mean. Only 1, 100001, 100404 and 100012 are confirmed from real
 # answers; throttling is recognised by its wording because its code is unknown.
 GONE_CODES = {100001: "the customer no longer exists", 100404: "unknown customer id"}
-FATAL_CODES = {100012: "the CRM rejected the credentials (login expired); check "
-               "FZR_XBB_TOKEN and FZR_XBB_CORPID"}
+FATAL_CODES = {
+    100012: "the CRM rejected the credentials (login expired); check "
+    "FZR_XBB_TOKEN and FZR_XBB_CORPID"
+}
 THROTTLE_WORDS = ("频繁", "限流", "too many", "rate limit")
 PERMISSION_WORDS = ("权限", "permission")  # the no-permission code is unknown too
 
@@ -74,31 +76,44 @@ class Xbb:
             if write:
                 self.writes.acquire(self.budget)
             self.reads.acquire(self.budget)
-            reply = self.transport.send("POST", path, api=api, body=raw, headers=headers)
+            reply = self.transport.send(
+                "POST", path, api=api, body=raw, headers=headers
+            )
             self.calls.record(SERVICE, api, metered=False)
             return self._decode(reply, api)
 
         # A write is resent only when the CRM throttled it; after any other failure
         # the caller re-reads the owners instead.
-        return call_with_retries(exchange, budget=self.budget,
-                                 limiter=self.writes if write else self.reads,
-                                 calls=self.calls, idempotent=not write)
+        return call_with_retries(
+            exchange,
+            budget=self.budget,
+            limiter=self.writes if write else self.reads,
+            calls=self.calls,
+            idempotent=not write,
+        )
 
     def _decode(self, reply: Reply, api: str) -> dict:
         first = not self.first_call_done
         self.first_call_done = True
         if reply.status != 200:
-            raise ServiceError(SERVICE, api, Failure.RETRY, "CRM gateway error",
-                               status=reply.status)
+            raise ServiceError(
+                SERVICE, api, Failure.RETRY, "CRM gateway error", status=reply.status
+            )
         if reply.body.lstrip()[:1] == b"<":
             raise _banned(api)
         try:
             answer = json.loads(reply.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
-            raise ServiceError(SERVICE, api, Failure.RETRY,
-                               "CRM answered with something that is not JSON") from None
+            raise ServiceError(
+                SERVICE,
+                api,
+                Failure.RETRY,
+                "CRM answered with something that is not JSON",
+            ) from None
         if not isinstance(answer, dict):
-            raise ServiceError(SERVICE, api, Failure.RETRY, "CRM answer is not an object")
+            raise ServiceError(
+                SERVICE, api, Failure.RETRY, "CRM answer is not an object"
+            )
         if "punish" in answer:
             raise _banned(api)
         if answer.get("code") == 1 and answer.get("success") is True:
@@ -110,28 +125,46 @@ class Xbb:
         code, message = answer.get("code"), str(answer.get("msg") or "")[:300]
         label = f"{message} (code {code})"
         if any(word in message.lower() for word in THROTTLE_WORDS):
-            raise ServiceError(SERVICE, api, Failure.RETRY, "throttled by the CRM",
-                               code=str(code), retry_after=1.0)
+            raise ServiceError(
+                SERVICE,
+                api,
+                Failure.RETRY,
+                "throttled by the CRM",
+                code=str(code),
+                retry_after=1.0,
+            )
         if code in FATAL_CODES:
-            raise ServiceError(SERVICE, api, Failure.FATAL, FATAL_CODES[code],
-                               code=str(code))
+            raise ServiceError(
+                SERVICE, api, Failure.FATAL, FATAL_CODES[code], code=str(code)
+            )
         if any(word in message.lower() for word in PERMISSION_WORDS):
             raise ServiceError(
-                SERVICE, api, Failure.FATAL,
+                SERVICE,
+                api,
+                Failure.FATAL,
                 f"the CRM operator FZR_XBB_USER_ID lacks a permission: {label}; grant "
-                "it in XBB (nothing was marked failed)", code=str(code),
+                "it in XBB (nothing was marked failed)",
+                code=str(code),
             )
         if first:
             # The codes for a bad sign, token or corpid are unknown; a refusal of the
             # very first call is almost always one of them.
             raise ServiceError(
-                SERVICE, api, Failure.FATAL,
+                SERVICE,
+                api,
+                Failure.FATAL,
                 f"the CRM refused the first call of the pass: {label}; check "
-                "FZR_XBB_TOKEN, FZR_XBB_CORPID and FZR_XBB_USER_ID", code=str(code),
+                "FZR_XBB_TOKEN, FZR_XBB_CORPID and FZR_XBB_USER_ID",
+                code=str(code),
             )
         gone = GONE_CODES.get(code)
-        raise ServiceError(SERVICE, api, Failure.PERMANENT,
-                           f"{gone}: {label}" if gone else label, code=str(code))
+        raise ServiceError(
+            SERVICE,
+            api,
+            Failure.PERMANENT,
+            f"{gone}: {label}" if gone else label,
+            code=str(code),
+        )
 
     # -- reads ----------------------------------------------------------------------
 
@@ -139,9 +172,15 @@ class Xbb:
         """Which of these user ids are active CRM users (resigned staff are hidden)."""
         active: set[str] = set()
         for chunk in _chunks(sorted(set(user_ids)), 100):
-            result = self.post("user.list", {
-                "userIdIn": chunk, "delIgnore": 0, "page": 1, "pageSize": 100,
-            })
+            result = self.post(
+                "user.list",
+                {
+                    "userIdIn": chunk,
+                    "delIgnore": 0,
+                    "page": 1,
+                    "pageSize": 100,
+                },
+            )
             users = result.get("userList")
             if not isinstance(users, list):
                 raise _shape("user.list", "no userList")
@@ -178,34 +217,53 @@ class Xbb:
         return parse_customer(result, "customer.detail")
 
     def suggest(self, name: str, limit: int = 3) -> list[str]:
-        """Up to ``limit`` CRM names close to one that was not found (for the report)."""
+        """Up to ``limit`` CRM names close to a name that was not found."""
         probes = _probes(name)
         candidates: set[str] = set()
         for probe in probes:
             condition = {"attr": NAME_ATTR, "symbol": "like", "value": [probe]}
-            result = self.post("customer.list", {
-                "formId": self.settings.xbb_form_id, "conditions": [condition],
-                "del": 0, "page": 1, "pageSize": 20,
-            })
+            result = self.post(
+                "customer.list",
+                {
+                    "formId": self.settings.xbb_form_id,
+                    "conditions": [condition],
+                    "del": 0,
+                    "page": 1,
+                    "pageSize": 20,
+                },
+            )
             rows = result.get("list")
             if isinstance(rows, list):
-                candidates.update(str(r.get("data", {}).get(NAME_ATTR, ""))
-                                  for r in rows if isinstance(r, dict))
+                candidates.update(
+                    str(r.get("data", {}).get(NAME_ATTR, ""))
+                    for r in rows
+                    if isinstance(r, dict)
+                )
             if len(candidates) >= limit:
                 break
         candidates.discard("")
-        ranked = sorted(candidates, key=lambda c: -difflib.SequenceMatcher(
-            None, name_key(name), name_key(c)).ratio())
+        ranked = sorted(
+            candidates,
+            key=lambda c: (
+                -difflib.SequenceMatcher(None, name_key(name), name_key(c)).ratio()
+            ),
+        )
         return ranked[:limit]
 
     def _list_all(self, conditions: list[dict]) -> list[Customer]:
         customers: list[Customer] = []
         page, pages = 1, 1
         while page <= pages:
-            result = self.post("customer.list", {
-                "formId": self.settings.xbb_form_id, "conditions": conditions,
-                "del": 0, "page": page, "pageSize": PAGE_SIZE,
-            })
+            result = self.post(
+                "customer.list",
+                {
+                    "formId": self.settings.xbb_form_id,
+                    "conditions": conditions,
+                    "del": 0,
+                    "page": page,
+                    "pageSize": PAGE_SIZE,
+                },
+            )
             rows = result.get("list")
             if not isinstance(rows, list):
                 raise _shape("customer.list", "no list of customers")
@@ -221,13 +279,22 @@ class Xbb:
     def distribute(self, data_ids: list[int], user_id: str, sub_business_type: int):
         """Add ``user_id`` as an owner of these customers. Whether XBB appends or
         replaces owners is unconfirmed: callers must read the owners back."""
-        result = self.post("customer.distribution", {
-            "dataIdList": data_ids, "businessUserId": user_id,
-            "subBusinessType": sub_business_type,
-        }, write=True)
+        result = self.post(
+            "customer.distribution",
+            {
+                "dataIdList": data_ids,
+                "businessUserId": user_id,
+                "subBusinessType": sub_business_type,
+            },
+            write=True,
+        )
         if result.get("resultType") != "success":
-            raise ServiceError(SERVICE, "customer.distribution", Failure.PERMANENT,
-                               str(result.get("resultMsg") or "distribution not confirmed"))
+            raise ServiceError(
+                SERVICE,
+                "customer.distribution",
+                Failure.PERMANENT,
+                str(result.get("resultMsg") or "distribution not confirmed"),
+            )
 
 
 def parse_customer(row: object, api: str) -> Customer:
@@ -242,8 +309,12 @@ def parse_customer(row: object, api: str) -> Customer:
         owners = owner_ids(data.get(OWNER_ATTR))
     except ValueError as exc:
         raise _shape(api, f"unreadable owners on dataId {data_id}: {exc}") from None
-    return Customer(data_id, name if isinstance(name, str) else "", tuple(owners),
-                    _pool_flag(data.get(POOL_ATTR)))
+    return Customer(
+        data_id,
+        name if isinstance(name, str) else "",
+        tuple(owners),
+        _pool_flag(data.get(POOL_ATTR)),
+    )
 
 
 def owner_ids(raw: object) -> list[str]:
@@ -292,9 +363,13 @@ def _probes(name: str) -> list[str]:
 
 
 def _banned(api: str) -> ServiceError:
-    return ServiceError(SERVICE, api, Failure.FATAL,
-                        "the CRM answered with a block page (this IP is likely banned "
-                        "for a while); the pass stopped and the next one resumes")
+    return ServiceError(
+        SERVICE,
+        api,
+        Failure.FATAL,
+        "the CRM answered with a block page (this IP is likely banned "
+        "for a while); the pass stopped and the next one resumes",
+    )
 
 
 def _shape(api: str, what: str) -> ServiceError:
@@ -303,4 +378,4 @@ def _shape(api: str, what: str) -> ServiceError:
 
 def _chunks(values: list, size: int):
     for start in range(0, len(values), size):
-        yield values[start:start + size]
+        yield values[start : start + size]

@@ -23,26 +23,49 @@ CUSTOMERS = [
 ]
 
 
-def approved(instance_id: str, customers: str, new=(ALICE,), current=(BOB,),
-             created="-2h", finished="-1h", **extra) -> dict:
-    return {"id": instance_id, "created": created, "finished": finished,
-            "status": "COMPLETED", "result": "agree", "originator": ALICE,
-            "customers": customers, "new_owners": list(new),
-            "current_owners": list(current), **extra}
+def approved(
+    instance_id: str,
+    customers: str,
+    new=(ALICE,),
+    current=(BOB,),
+    created="-2h",
+    finished="-1h",
+    **extra,
+) -> dict:
+    return {
+        "id": instance_id,
+        "created": created,
+        "finished": finished,
+        "status": "COMPLETED",
+        "result": "agree",
+        "originator": ALICE,
+        "customers": customers,
+        "new_owners": list(new),
+        "current_owners": list(current),
+        **extra,
+    }
 
 
 def running(instance_id: str, customers: str, created="-3h", **extra) -> dict:
-    return {"id": instance_id, "created": created, "status": "RUNNING",
-            "originator": ALICE, "customers": customers, "new_owners": [ALICE],
-            "current_owners": [BOB], **extra}
+    return {
+        "id": instance_id,
+        "created": created,
+        "status": "RUNNING",
+        "originator": ALICE,
+        "customers": customers,
+        "new_owners": [ALICE],
+        "current_owners": [BOB],
+        **extra,
+    }
 
 
 def scenario(*instances: dict, customers=None, comments=True, **sections) -> dict:
     data = {
         "users": dict(USERS),
         "dingtalk": {"instances": [copy.deepcopy(i) for i in instances]},
-        "xbb": {"customers": copy.deepcopy(CUSTOMERS if customers is None
-                                           else customers)},
+        "xbb": {
+            "customers": copy.deepcopy(CUSTOMERS if customers is None else customers)
+        },
     }
     if comments:
         data["dingtalk"]["comment_user_id"] = BOT

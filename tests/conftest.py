@@ -45,7 +45,9 @@ class Fzr:
         out, err = io.StringIO(), io.StringIO()
         saved_env, saved_argv = dict(os.environ), sys.argv
         os.environ.clear()
-        os.environ.update({k: v for k, v in saved_env.items() if not k.startswith("FZR_")})
+        os.environ.update(
+            {k: v for k, v in saved_env.items() if not k.startswith("FZR_")}
+        )
         os.environ.update({k: v for k, v in env.items() if v is not None})
         sys.argv = ["fzr", *args]
         code = 0
@@ -67,8 +69,11 @@ class Fzr:
         env.update(self.env)
         env.update(extra_env)
         return subprocess.Popen(
-            [sys.executable, "-m", "fzrcli", *args], env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "fzrcli", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def query(self, sql: str, *params) -> list[sqlite3.Row]:

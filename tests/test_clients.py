@@ -23,14 +23,21 @@ def sign(payload: dict) -> str:
 
 
 def test_crm_signature_matches_the_reference_vectors(make_sandbox, make_fzr):
-    body = {"corpid": "ding0000example", "userId": "manager001", "formId": 1001,
-            "conditions": [{"attr": "text_1", "symbol": "equal",
-                            "value": ["示例客户"]}], "page": 1, "pageSize": 20}
+    body = {
+        "corpid": "ding0000example",
+        "userId": "manager001",
+        "formId": 1001,
+        "conditions": [{"attr": "text_1", "symbol": "equal", "value": ["示例客户"]}],
+        "page": 1,
+        "pageSize": 20,
+    }
     assert sign(body) == (
-        "97bf868fa8520828966cc818534cc3e13c6e432137dc27ea0f7983b4402a092b")
+        "97bf868fa8520828966cc818534cc3e13c6e432137dc27ea0f7983b4402a092b"
+    )
     padded = {"corpid": "ding0000example", "userId": "manager001", "dataId": 106037444}
     assert sign(padded) == (
-        "00486abc6be28e638b521abbab95de5259aafdbda7f61f50835de5c7d364b586")
+        "00486abc6be28e638b521abbab95de5259aafdbda7f61f50835de5c7d364b586"
+    )
 
 
 def test_crm_calls_sign_exactly_the_bytes_sent(make_sandbox, make_fzr):
@@ -45,12 +52,18 @@ def test_crm_calls_sign_exactly_the_bytes_sent(make_sandbox, make_fzr):
     assert fzr.items() == {("i-1", "上海示例科技有限公司"): "assigned"}
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ('["u1","0042"]', ["u1", "0042"]),
-    ([{"id": "u1", "name": "李四", "avatar": ""}], ["u1"]),
-    (["u1", 42], ["u1", "42"]),
-    ("[]", []), ("", []), (None, []), ("null", []),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ('["u1","0042"]', ["u1", "0042"]),
+        ([{"id": "u1", "name": "李四", "avatar": ""}], ["u1"]),
+        (["u1", 42], ["u1", "42"]),
+        ("[]", []),
+        ("", []),
+        (None, []),
+        ("null", []),
+    ],
+)
 def test_owners_are_read_in_every_shape(raw, expected):
     assert owner_ids(raw) == expected
 

@@ -11,11 +11,21 @@ from fzrcli.store import Item
 
 
 def item(customer: str, status: str, reason: str = "", suggestion=None) -> Item:
-    return Item(id=1, instance_id="i", customer=customer, new_owner_id=ALICE,
-                status=status, reason=reason, attempts=1, manual=False, data_id=None,
-                owners_before=None,
-                suggestion=json.dumps(suggestion, ensure_ascii=False)
-                if suggestion is not None else None)
+    return Item(
+        id=1,
+        instance_id="i",
+        customer=customer,
+        new_owner_id=ALICE,
+        status=status,
+        reason=reason,
+        attempts=1,
+        manual=False,
+        data_id=None,
+        owners_before=None,
+        suggestion=json.dumps(suggestion, ensure_ascii=False)
+        if suggestion is not None
+        else None,
+    )
 
 
 def test_misspelled_customer_gets_close_names_as_suggestions(make_sandbox, make_fzr):
@@ -28,12 +38,14 @@ def test_misspelled_customer_gets_close_names_as_suggestions(make_sandbox, make_
     assert row["status"] == "not_found"
     assert "上海示例科技有限公司" in json.loads(row["suggestion"])
     comment = sandbox.comments("i-1")[0]
-    assert "上海示列科技有限公司：CRM 中未找到该客户，相近客户：上海示例科技有限公司" in comment
+    assert (
+        "上海示列科技有限公司：CRM 中未找到该客户，相近客户：上海示例科技有限公司"
+        in comment
+    )
 
 
 def test_invalid_request_comment_names_the_field(make_sandbox, make_fzr):
-    sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司",
-                                             new=())))
+    sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司", new=())))
     fzr = make_fzr(sandbox)
 
     fzr("sync")
@@ -45,19 +57,28 @@ def test_invalid_request_comment_names_the_field(make_sandbox, make_fzr):
 
 
 def test_every_outcome_reads_plainly():
-    text = compose_result([
-        item("甲公司", "assigned"),
-        item("乙公司", "already_owner"),
-        item("丙公司", "not_found", suggestion=["丙丙公司"]),
-        item("丁公司", "ambiguous", suggestion=[{"dataId": 7, "name": "丁公司"},
-                                              {"dataId": 8, "name": "丁公司"}]),
-        item("戊公司", "unverified"),
-        item("己公司", "failed", reason="CRM refused: 没有该操作的权限"),
-    ], {ALICE: "王小明"})
+    text = compose_result(
+        [
+            item("甲公司", "assigned"),
+            item("乙公司", "already_owner"),
+            item("丙公司", "not_found", suggestion=["丙丙公司"]),
+            item(
+                "丁公司",
+                "ambiguous",
+                suggestion=[
+                    {"dataId": 7, "name": "丁公司"},
+                    {"dataId": 8, "name": "丁公司"},
+                ],
+            ),
+            item("戊公司", "unverified"),
+            item("己公司", "failed", reason="CRM refused: 没有该操作的权限"),
+        ],
+        {ALICE: "王小明"},
+    )
 
     assert text.splitlines() == [
-        "【fzr】客户共管处理结果：已添加 1 个，原已是负责人 1 个，未找到 1 个，有重名 1 个，"
-        "负责人不符 1 个，失败 1 个",
+        "【fzr】客户共管处理结果：已添加 1 个，原已是负责人 1 个，未找到 1 个，"
+        "有重名 1 个，负责人不符 1 个，失败 1 个",
         "· 己公司：处理失败（CRM refused: 没有该操作的权限）",
         "· 丙公司：CRM 中未找到该客户，相近客户：丙丙公司",
         "· 丁公司：CRM 中有多个同名客户，未处理：丁公司（编号 7）、丁公司（编号 8）",
@@ -86,8 +107,14 @@ def test_invalid_comment_is_cut_to_the_limit():
 
 def test_comment_failure_does_not_undo_crm_work(make_sandbox, make_fzr):
     sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司")))
-    sandbox.add_fault({"service": "dingtalk", "api": "comments.add",
-                       "kind": "server_error", "times": None})
+    sandbox.add_fault(
+        {
+            "service": "dingtalk",
+            "api": "comments.add",
+            "kind": "server_error",
+            "times": None,
+        }
+    )
     fzr = make_fzr(sandbox)
 
     run = fzr("sync")

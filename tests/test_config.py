@@ -10,12 +10,14 @@ from builders import approved, scenario
 
 
 def test_missing_settings_are_named_together_and_nothing_is_contacted(
-        make_sandbox, make_fzr):
+    make_sandbox, make_fzr
+):
     sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司")))
     fzr = make_fzr(sandbox)
 
-    run = fzr("sync", FZR_DINGTALK_APP_KEY=None, FZR_XBB_TOKEN=None,
-              FZR_XBB_FORM_ID=None)
+    run = fzr(
+        "sync", FZR_DINGTALK_APP_KEY=None, FZR_XBB_TOKEN=None, FZR_XBB_FORM_ID=None
+    )
 
     assert run.code == 2
     for name in ("FZR_DINGTALK_APP_KEY", "FZR_XBB_TOKEN", "FZR_XBB_FORM_ID"):
@@ -29,8 +31,13 @@ def test_malformed_settings_each_get_a_specific_message(make_sandbox, make_fzr):
     sandbox = make_sandbox(scenario())
     fzr = make_fzr(sandbox)
 
-    run = fzr("sync", FZR_XBB_FORM_ID="customers", FZR_TIMEZONE="Mars/Olympus",
-              FZR_DINGTALK_BASE_URL="api.dingtalk.com", FZR_ACTIVE_HOURS="weekdays")
+    run = fzr(
+        "sync",
+        FZR_XBB_FORM_ID="customers",
+        FZR_TIMEZONE="Mars/Olympus",
+        FZR_DINGTALK_BASE_URL="api.dingtalk.com",
+        FZR_ACTIVE_HOURS="weekdays",
+    )
 
     assert run.code == 2
     assert "FZR_XBB_FORM_ID (environment) must be a whole number" in run.stderr
@@ -48,11 +55,14 @@ def test_config_file_is_read_and_environment_wins(make_sandbox, make_fzr, tmp_pa
     config.write_text(
         f'[dingtalk]\napp_key = "{env["FZR_DINGTALK_APP_KEY"]}"\n'
         f'process_code = "PROC-WRONG"\n'
-        f'[xbb]\nform_id = {env["FZR_XBB_FORM_ID"]}\n', encoding="utf-8")
+        f"[xbb]\nform_id = {env['FZR_XBB_FORM_ID']}\n",
+        encoding="utf-8",
+    )
     config.chmod(0o600)
 
-    run = fzr("sync", FZR_CONFIG=str(config), FZR_DINGTALK_APP_KEY=None,
-              FZR_XBB_FORM_ID=None)
+    run = fzr(
+        "sync", FZR_CONFIG=str(config), FZR_DINGTALK_APP_KEY=None, FZR_XBB_FORM_ID=None
+    )
 
     assert run.code == 0, run.stderr
     assert fzr.items() == {("i-1", "上海示例科技有限公司"): "assigned"}
@@ -60,8 +70,9 @@ def test_config_file_is_read_and_environment_wins(make_sandbox, make_fzr, tmp_pa
     assert listed[0]["processCode"] == env["FZR_PROCESS_CODE"]
 
 
-def test_config_file_that_does_not_parse_is_a_config_error(make_sandbox, make_fzr,
-                                                          tmp_path):
+def test_config_file_that_does_not_parse_is_a_config_error(
+    make_sandbox, make_fzr, tmp_path
+):
     sandbox = make_sandbox(scenario())
     fzr = make_fzr(sandbox)
     config = tmp_path / "broken.toml"
@@ -74,8 +85,9 @@ def test_config_file_that_does_not_parse_is_a_config_error(make_sandbox, make_fz
     assert sandbox.calls == []
 
 
-def test_named_config_file_that_is_missing_is_a_config_error(make_sandbox, make_fzr,
-                                                            tmp_path):
+def test_named_config_file_that_is_missing_is_a_config_error(
+    make_sandbox, make_fzr, tmp_path
+):
     sandbox = make_sandbox(scenario())
     fzr = make_fzr(sandbox)
 
@@ -97,13 +109,15 @@ def test_default_database_lives_in_the_user_data_directory(make_sandbox, make_fz
     assert oct(default.stat().st_mode & 0o777) == oct(0o600)
 
 
-def test_outside_active_hours_sync_calls_nothing_then_catches_up(make_sandbox,
-                                                                 make_fzr):
+def test_outside_active_hours_sync_calls_nothing_then_catches_up(
+    make_sandbox, make_fzr
+):
     sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司")))
     fzr = make_fzr(sandbox)
     fzr("sync")
-    sandbox.add_instance(**approved("i-2", "北京示范贸易有限公司", created="now",
-                                    finished="now"))
+    sandbox.add_instance(
+        **approved("i-2", "北京示范贸易有限公司", created="now", finished="now")
+    )
     sandbox.reset_calls()
     never = "Mon-Sun 00:00-00:01"
 
@@ -125,8 +139,9 @@ def test_fzr_runs_the_same_whatever_the_host_time_zone(make_sandbox, make_fzr):
         os.environ["TZ"] = zone
         time.tzset()
         try:
-            sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司",
-                                                     created="-3h")))
+            sandbox = make_sandbox(
+                scenario(approved("i-1", "上海示例科技有限公司", created="-3h"))
+            )
             fzr = make_fzr(sandbox)
             fzr("sync", "--since", "2026-01-01")
             results.append(fzr.items())
@@ -137,31 +152,36 @@ def test_fzr_runs_the_same_whatever_the_host_time_zone(make_sandbox, make_fzr):
     assert results[0] == {("i-1", "上海示例科技有限公司"): "assigned"}
 
 
-def test_config_file_typos_and_wrong_types_are_named(make_sandbox, make_fzr,
-                                                     tmp_path):
+def test_config_file_typos_and_wrong_types_are_named(make_sandbox, make_fzr, tmp_path):
     sandbox = make_sandbox(scenario())
     fzr = make_fzr(sandbox)
     config = tmp_path / "typos.toml"
-    config.write_text('colour = "red"\ndb = 42\n[feilds]\ncustomers = "x"\n'
-                      '[dingtalk]\napp_secert = "s"\ncomment_user_id = 12\n'
-                      '[fields]\nactive_hours = "Mon-Fri 08:00-20:00"\n',
-                      encoding="utf-8")
+    config.write_text(
+        'colour = "red"\ndb = 42\n[feilds]\ncustomers = "x"\n'
+        '[dingtalk]\napp_secert = "s"\ncomment_user_id = 12\n'
+        '[fields]\nactive_hours = "Mon-Fri 08:00-20:00"\n',
+        encoding="utf-8",
+    )
     config.chmod(0o600)
 
     run = fzr("sync", FZR_CONFIG=str(config), FZR_DB=None, FZR_COMMENT_USER_ID=None)
 
     assert run.code == 2
-    for problem in ("unknown setting colour", "unknown setting feilds",
-                    "unknown setting dingtalk.app_secert",
-                    "unknown setting fields.active_hours",
-                    "FZR_DB (config file) must be a quoted string",
-                    "FZR_COMMENT_USER_ID (config file) must be a quoted string"):
+    for problem in (
+        "unknown setting colour",
+        "unknown setting feilds",
+        "unknown setting dingtalk.app_secert",
+        "unknown setting fields.active_hours",
+        "FZR_DB (config file) must be a quoted string",
+        "FZR_COMMENT_USER_ID (config file) must be a quoted string",
+    ):
         assert problem in run.stderr
     assert sandbox.calls == []
 
 
-def test_unusable_state_file_paths_get_a_clear_message(make_sandbox, make_fzr,
-                                                       tmp_path):
+def test_unusable_state_file_paths_get_a_clear_message(
+    make_sandbox, make_fzr, tmp_path
+):
     sandbox = make_sandbox(scenario())
     fzr = make_fzr(sandbox)
     a_file = tmp_path / "plain.txt"
@@ -171,14 +191,17 @@ def test_unusable_state_file_paths_get_a_clear_message(make_sandbox, make_fzr,
     other.execute("CREATE TABLE invoices (id INTEGER)")
     other.close()
 
-    for path, message in ((tmp_path, "is a folder"),
-                          (a_file / "fzr.sqlite3", "cannot create the folder"),
-                          (foreign, "an SQLite file of another program")):
+    for path, message in (
+        (tmp_path, "is a folder"),
+        (a_file / "fzr.sqlite3", "cannot create the folder"),
+        (foreign, "an SQLite file of another program"),
+    ):
         run = fzr("sync", FZR_DB=str(path))
         assert run.code == 1 and message in run.stderr, run.stderr
         assert "Traceback" not in run.stderr
-    assert [r[0] for r in sqlite3.connect(foreign).execute(
-        "SELECT name FROM sqlite_master")] == ["invoices"]
+    assert [
+        r[0] for r in sqlite3.connect(foreign).execute("SELECT name FROM sqlite_master")
+    ] == ["invoices"]
 
 
 def test_damaged_state_file_is_reported_without_a_traceback(make_sandbox, make_fzr):

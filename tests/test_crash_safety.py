@@ -104,8 +104,13 @@ def spawn(fzr, *argv: str) -> subprocess.Popen:
     """A real Python process with fzr's environment, like ``Fzr.process``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FZR_")}
     env.update(fzr.env)
-    return subprocess.Popen([sys.executable, *argv], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def run_killed(fzr, kill: Kill) -> bool:
@@ -131,7 +136,8 @@ def finished(fzr) -> bool:
     unfinished = fzr.query(
         "SELECT 1 FROM requests WHERE state IN ('seen', 'active') "
         "OR comment_state IN ('due', 'sending') UNION ALL "
-        "SELECT 1 FROM items WHERE status IN ('pending', 'writing')")
+        "SELECT 1 FROM items WHERE status IN ('pending', 'writing')"
+    )
     return not unfinished
 
 
@@ -148,8 +154,12 @@ def recover(fzr) -> list[int]:
 
 
 def applied(sandbox) -> Counter:
-    return Counter((data_id, user) for d in sandbox.distributions
-                   for data_id in d["dataIdList"] for user in d["userIds"])
+    return Counter(
+        (data_id, user)
+        for d in sandbox.distributions
+        for data_id in d["dataIdList"]
+        for user in d["userIds"]
+    )
 
 
 def outcome(fzr) -> dict:
@@ -161,11 +171,15 @@ def outcome(fzr) -> dict:
     for r in rows:
         status = r["status"]
         if keys[(r["customer"], r["new_owner_id"])] > 1 and status in (
-                "assigned", "already_owner"):
+            "assigned",
+            "already_owner",
+        ):
             status = "owner"
         items[(r["instance_id"], r["customer"], r["new_owner_id"])] = status
-    requests = {r["instance_id"]: (r["state"], r["comment_state"])
-                for r in fzr.query("SELECT * FROM requests")}
+    requests = {
+        r["instance_id"]: (r["state"], r["comment_state"])
+        for r in fzr.query("SELECT * FROM requests")
+    }
     return {"items": items, "requests": requests}
 
 
@@ -181,8 +195,12 @@ def problems_after(fzr, clean: dict) -> list[str]:
     writes = applied(sandbox)
     if any(n > 1 for n in writes.values()) or set(writes) != clean["writes"]:
         found.append(f"distributions {dict(writes)} != clean {clean['writes']}")
-    assigned = Counter((r["data_id"], r["new_owner_id"]) for r in fzr.query(
-        "SELECT data_id, new_owner_id FROM items WHERE status = 'assigned'"))
+    assigned = Counter(
+        (r["data_id"], r["new_owner_id"])
+        for r in fzr.query(
+            "SELECT data_id, new_owner_id FROM items WHERE status = 'assigned'"
+        )
+    )
     if assigned != writes:
         found.append(f"assigned items {dict(assigned)} != distributions {dict(writes)}")
     comments = comment_counts(sandbox, clean["comments"])
@@ -225,10 +243,13 @@ class Campaign:
             assert finished(fzr), "a clean pass leaves work unfinished"
             assert set(applied(sandbox).values()) == {1}, sandbox.distributions
             ids = [r["instance_id"] for r in fzr.query("SELECT * FROM requests")]
-            return {"outcome": outcome(fzr), "writes": set(applied(sandbox)),
-                    "comments": comment_counts(sandbox, ids),
-                    "commit": int(stderr.rsplit("killer: commits=", 1)[1]),
-                    "call": len(sandbox.calls)}
+            return {
+                "outcome": outcome(fzr),
+                "writes": set(applied(sandbox)),
+                "comments": comment_counts(sandbox, ids),
+                "commit": int(stderr.rsplit("killer: commits=", 1)[1]),
+                "call": len(sandbox.calls),
+            }
         finally:
             sandbox.stop()
 
@@ -267,9 +288,11 @@ class Campaign:
 def campaign(tmp_path_factory):
     campaign = Campaign(tmp_path_factory.mktemp("campaign"))
     yield campaign
-    print(f"\ncrash campaign: {sum(campaign.tried.values())} kill plans "
-          f"({dict(campaign.tried)}; the process died in {dict(campaign.died)}), "
-          f"{campaign.seconds:.0f} s")
+    print(
+        f"\ncrash campaign: {sum(campaign.tried.values())} kill plans "
+        f"({dict(campaign.tried)}; the process died in {dict(campaign.died)}), "
+        f"{campaign.seconds:.0f} s"
+    )
 
 
 @pytest.mark.parametrize("how", ["commit", "before-call", "after-call"])
@@ -293,10 +316,12 @@ def test_sigkill_again_during_the_rerun_still_gives_the_clean_result(campaign):
 # -- the same write asked twice -------------------------------------------------------
 
 
-@pytest.mark.parametrize("groups_known", [False, True],
-                         ids=["probing-one-at-a-time", "groups-of-many"])
+@pytest.mark.parametrize(
+    "groups_known", [False, True], ids=["probing-one-at-a-time", "groups-of-many"]
+)
 def test_two_requests_for_the_same_owner_and_customer_write_once(
-        make_sandbox, make_fzr, groups_known):
+    make_sandbox, make_fzr, groups_known
+):
     sandbox = make_sandbox(scenario())
     fzr = make_fzr(sandbox)
     if groups_known:  # a first write showed that distribution appends owners
@@ -314,12 +339,21 @@ def test_two_requests_for_the_same_owner_and_customer_write_once(
     assert len(sandbox.comments("i-1")) == len(sandbox.comments("i-2")) == 1
 
 
-def test_repeat_whose_first_write_was_refused_waits_for_the_next_pass(make_sandbox,
-                                                                     make_fzr):
-    sandbox = make_sandbox(scenario(approved("i-1", SHANGHAI),
-                                    approved("i-2", SHANGHAI, created="-90m")))
-    sandbox.add_fault({"service": "xbb", "api": "customer.distribution",
-                       "kind": "xbb_error", "code": 100001, "msg": "表单数据不存在或已删除"})
+def test_repeat_whose_first_write_was_refused_waits_for_the_next_pass(
+    make_sandbox, make_fzr
+):
+    sandbox = make_sandbox(
+        scenario(approved("i-1", SHANGHAI), approved("i-2", SHANGHAI, created="-90m"))
+    )
+    sandbox.add_fault(
+        {
+            "service": "xbb",
+            "api": "customer.distribution",
+            "kind": "xbb_error",
+            "code": 100001,
+            "msg": "表单数据不存在或已删除",
+        }
+    )
     fzr = make_fzr(sandbox)
 
     first = fzr("sync")
@@ -347,10 +381,12 @@ def wait_all(processes: list[subprocess.Popen], began: float) -> list[float]:
     return [took[n] for n in range(len(processes))]
 
 
-@pytest.mark.parametrize("earlier_pass", [False, True],
-                         ids=["first-run", "state-file-exists"])
-def test_two_overlapping_passes_never_write_the_same_item(make_sandbox, make_fzr,
-                                                          earlier_pass):
+@pytest.mark.parametrize(
+    "earlier_pass", [False, True], ids=["first-run", "state-file-exists"]
+)
+def test_two_overlapping_passes_never_write_the_same_item(
+    make_sandbox, make_fzr, earlier_pass
+):
     sandbox = make_sandbox(campaign_scenario(), limits={"latency_ms": 150})
     fzr = make_fzr(sandbox)
     if earlier_pass:
@@ -370,5 +406,6 @@ def test_two_overlapping_passes_never_write_the_same_item(make_sandbox, make_fzr
     assert took[loser] < 1.5 < took[1 - loser]
     assert len(fzr.query("SELECT * FROM runs")) == 1 + earlier_pass
     assert sorted(applied(sandbox).values()) == [1, 1]
-    assert all(n == 1 for n in comment_counts(sandbox, ["i-1", "i-2", "i-3", "i-5"])
-               .values())
+    assert all(
+        n == 1 for n in comment_counts(sandbox, ["i-1", "i-2", "i-3", "i-5"]).values()
+    )

@@ -18,8 +18,9 @@ PENDING = {("i-1", SHANGHAI): "pending", ("i-2", BEIJING): "pending"}
 
 
 def two_requests(**sections) -> dict:
-    return scenario(approved("i-1", SHANGHAI),
-                    approved("i-2", BEIJING, created="-90m"), **sections)
+    return scenario(
+        approved("i-1", SHANGHAI), approved("i-2", BEIJING, created="-90m"), **sections
+    )
 
 
 def fault(service: str, api: str | None, kind: str, times=1, **params) -> dict:
@@ -47,8 +48,12 @@ def assert_failed_cleanly(run, *words: str) -> None:
 def assert_finished_exactly_once(sandbox, fzr, expected=DONE) -> None:
     """All work done, each (customer, owner) distributed once, one comment each."""
     assert fzr.items() == expected
-    applied = [(data_id, user) for d in sandbox.distributions
-               for data_id in d["dataIdList"] for user in d["userIds"]]
+    applied = [
+        (data_id, user)
+        for d in sandbox.distributions
+        for data_id in d["dataIdList"]
+        for user in d["userIds"]
+    ]
     assert sorted(applied) == sorted(set(applied))
     assert (101, ALICE) in applied and (102, ALICE) in applied
     for instance_id in {key[0] for key in expected}:
@@ -69,11 +74,15 @@ def states(fzr) -> dict[str, str]:
 # -- throttling ----------------------------------------------------------------------
 
 
-def test_dingtalk_qps_throttle_is_retried_and_the_pass_completes(make_sandbox,
-                                                                 make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("dingtalk", "instances.list", "throttle"),
-                         fault("dingtalk", "instances.get", "throttle"))
+def test_dingtalk_qps_throttle_is_retried_and_the_pass_completes(
+    make_sandbox, make_fzr
+):
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault("dingtalk", "instances.list", "throttle"),
+        fault("dingtalk", "instances.get", "throttle"),
+    )
 
     run = fzr("sync")
 
@@ -84,11 +93,15 @@ def test_dingtalk_qps_throttle_is_retried_and_the_pass_completes(make_sandbox,
     assert sandbox.count(api="instances.get") == 3
 
 
-def test_crm_throttle_on_reads_and_writes_is_retried_and_completes(make_sandbox,
-                                                                   make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("xbb", "customer.list", "throttle"),
-                         fault("xbb", "customer.distribution", "throttle"))
+def test_crm_throttle_on_reads_and_writes_is_retried_and_completes(
+    make_sandbox, make_fzr
+):
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault("xbb", "customer.list", "throttle"),
+        fault("xbb", "customer.distribution", "throttle"),
+    )
 
     run = fzr("sync")
 
@@ -104,10 +117,14 @@ def test_crm_throttle_on_reads_and_writes_is_retried_and_completes(make_sandbox,
 # -- server errors -------------------------------------------------------------------
 
 
-def test_dingtalk_5xx_is_retried_four_times_then_left_for_next_pass(make_sandbox,
-                                                                    make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("dingtalk", "instances.get", "server_error", times=None))
+def test_dingtalk_5xx_is_retried_four_times_then_left_for_next_pass(
+    make_sandbox, make_fzr
+):
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault("dingtalk", "instances.get", "server_error", times=None),
+    )
 
     run = fzr("sync")
 
@@ -118,11 +135,14 @@ def test_dingtalk_5xx_is_retried_four_times_then_left_for_next_pass(make_sandbox
     next_pass_completes(sandbox, fzr)
 
 
-def test_persistent_listing_5xx_stops_the_pass_and_keeps_no_cursor(make_sandbox,
-                                                                   make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("dingtalk", "instances.list", "server_error",
-                               times=None))
+def test_persistent_listing_5xx_stops_the_pass_and_keeps_no_cursor(
+    make_sandbox, make_fzr
+):
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault("dingtalk", "instances.list", "server_error", times=None),
+    )
 
     run = fzr("sync")
 
@@ -134,24 +154,31 @@ def test_persistent_listing_5xx_stops_the_pass_and_keeps_no_cursor(make_sandbox,
 
 
 def test_persistent_crm_5xx_on_reads_leaves_items_pending(make_sandbox, make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("xbb", "customer.list", "server_error", times=None))
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault("xbb", "customer.list", "server_error", times=None),
+    )
 
     run = fzr("sync")
 
-    assert_failed_cleanly(run, "CRM work left pending",
-                          "customer.list (HTTP 502): CRM gateway error")
+    assert_failed_cleanly(
+        run, "CRM work left pending", "customer.list (HTTP 502): CRM gateway error"
+    )
     assert sandbox.count(api="customer.list") == 4
     assert fzr.items() == PENDING
     assert sandbox.comments("i-1") == []
     next_pass_completes(sandbox, fzr)
 
 
-def test_crm_5xx_on_distribution_leaves_item_pending_with_exit_1(make_sandbox,
-                                                                  make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("xbb", "customer.distribution", "server_error",
-                               times=None))
+def test_crm_5xx_on_distribution_leaves_item_pending_with_exit_1(
+    make_sandbox, make_fzr
+):
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault("xbb", "customer.distribution", "server_error", times=None),
+    )
 
     run = fzr("sync")
 
@@ -165,12 +192,16 @@ def test_crm_5xx_on_distribution_leaves_item_pending_with_exit_1(make_sandbox,
 
 
 def test_token_revoked_mid_fetch_is_renewed_once_and_the_pass_completes(
-        make_sandbox, make_fzr):
+    make_sandbox, make_fzr
+):
     instances = [approved(f"i-{n}", SHANGHAI, created=f"-{n + 60}m") for n in range(8)]
     data = scenario(*instances, limits={"latency_ms": 40})
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("dingtalk", "instances.get", "token_invalid", after=2),
-                         data=data)
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault("dingtalk", "instances.get", "token_invalid", after=2),
+        data=data,
+    )
 
     run = fzr("sync")
 
@@ -180,11 +211,14 @@ def test_token_revoked_mid_fetch_is_renewed_once_and_the_pass_completes(
     assert len(sandbox.distributions) == 1
 
 
-def test_token_refused_again_after_renewal_stops_without_hammering(make_sandbox,
-                                                                   make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("dingtalk", "instances.list", "token_invalid",
-                               times=None))
+def test_token_refused_again_after_renewal_stops_without_hammering(
+    make_sandbox, make_fzr
+):
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault("dingtalk", "instances.list", "token_invalid", times=None),
+    )
 
     run = fzr("sync")
 
@@ -199,14 +233,19 @@ def test_token_refused_again_after_renewal_stops_without_hammering(make_sandbox,
 
 
 @pytest.mark.parametrize("kind", ["ip_ban_html", "punish"])
-@pytest.mark.parametrize("service, api", [
-    ("dingtalk", "instances.list"), ("dingtalk", "instances.get"),
-    ("xbb", "user.list"), ("xbb", "customer.list"),
-])
-def test_ip_ban_stops_the_pass_at_once_and_the_next_resumes(make_sandbox, make_fzr,
-                                                             service, api, kind):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault(service, api, kind, times=None))
+@pytest.mark.parametrize(
+    "service, api",
+    [
+        ("dingtalk", "instances.list"),
+        ("dingtalk", "instances.get"),
+        ("xbb", "user.list"),
+        ("xbb", "customer.list"),
+    ],
+)
+def test_ip_ban_stops_the_pass_at_once_and_the_next_resumes(
+    make_sandbox, make_fzr, service, api, kind
+):
+    sandbox, fzr = start(make_sandbox, make_fzr, fault(service, api, kind, times=None))
     before = sandbox.count(api=api)
 
     run = fzr("sync")
@@ -221,9 +260,11 @@ def test_ip_ban_stops_the_pass_at_once_and_the_next_resumes(make_sandbox, make_f
 
 
 def test_ip_ban_page_with_error_status_is_still_a_ban(make_sandbox, make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("dingtalk", "instances.list", "ip_ban_html",
-                               times=None, status=403))
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault("dingtalk", "instances.list", "ip_ban_html", times=None, status=403),
+    )
 
     run = fzr("sync")
 
@@ -235,14 +276,18 @@ def test_ip_ban_page_with_error_status_is_still_a_ban(make_sandbox, make_fzr):
 # -- the network ---------------------------------------------------------------------
 
 
-def test_dropped_connections_on_reads_are_retried_within_the_pass(make_sandbox,
-                                                                   make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("dingtalk", "token", "drop"),
-                         fault("dingtalk", "instances.list", "drop"),
-                         fault("dingtalk", "instances.get", "drop"),
-                         fault("xbb", "user.list", "drop"),
-                         fault("xbb", "customer.list", "drop"))
+def test_dropped_connections_on_reads_are_retried_within_the_pass(
+    make_sandbox, make_fzr
+):
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault("dingtalk", "token", "drop"),
+        fault("dingtalk", "instances.list", "drop"),
+        fault("dingtalk", "instances.get", "drop"),
+        fault("xbb", "user.list", "drop"),
+        fault("xbb", "customer.list", "drop"),
+    )
 
     run = fzr("sync")
 
@@ -251,10 +296,10 @@ def test_dropped_connections_on_reads_are_retried_within_the_pass(make_sandbox,
     assert len([c for c in sandbox.calls if c.status == 0]) == 5
 
 
-def test_dropped_distribution_is_read_back_never_resent_blindly(make_sandbox,
-                                                                make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("xbb", "customer.distribution", "drop"))
+def test_dropped_distribution_is_read_back_never_resent_blindly(make_sandbox, make_fzr):
+    sandbox, fzr = start(
+        make_sandbox, make_fzr, fault("xbb", "customer.distribution", "drop")
+    )
 
     run = fzr("sync")
 
@@ -265,8 +310,9 @@ def test_dropped_distribution_is_read_back_never_resent_blindly(make_sandbox,
 
 
 def test_write_lost_after_applying_is_read_back_as_assigned(make_sandbox, make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("xbb", "customer.distribution", "write_lost"))
+    sandbox, fzr = start(
+        make_sandbox, make_fzr, fault("xbb", "customer.distribution", "write_lost")
+    )
 
     run = fzr("sync")
 
@@ -276,8 +322,9 @@ def test_write_lost_after_applying_is_read_back_as_assigned(make_sandbox, make_f
 
 
 def test_comment_whose_answer_is_lost_is_not_posted_twice(make_sandbox, make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("dingtalk", "comments.add", "write_lost"))
+    sandbox, fzr = start(
+        make_sandbox, make_fzr, fault("dingtalk", "comments.add", "write_lost")
+    )
 
     run = fzr("sync")
 
@@ -288,10 +335,13 @@ def test_comment_whose_answer_is_lost_is_not_posted_twice(make_sandbox, make_fzr
 
 
 def test_slow_answers_within_the_timeouts_complete(make_sandbox, make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("dingtalk", "instances.get", "slow", delay_s=0.5),
-                         fault("xbb", "customer.list", "slow", delay_s=0.5),
-                         fault("xbb", "customer.distribution", "slow", delay_s=0.5))
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault("dingtalk", "instances.get", "slow", delay_s=0.5),
+        fault("xbb", "customer.list", "slow", delay_s=0.5),
+        fault("xbb", "customer.distribution", "slow", delay_s=0.5),
+    )
 
     run = fzr("sync")
 
@@ -300,8 +350,11 @@ def test_slow_answers_within_the_timeouts_complete(make_sandbox, make_fzr):
 
 
 def test_pass_ends_near_its_time_budget_with_work_left_pending(make_sandbox, make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("xbb", "customer.list", "slow", times=None, delay_s=3))
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault("xbb", "customer.list", "slow", times=None, delay_s=3),
+    )
 
     began = time.monotonic()
     run = fzr("sync", FZR_PASS_TIMEOUT="2")
@@ -317,10 +370,12 @@ def test_pass_ends_near_its_time_budget_with_work_left_pending(make_sandbox, mak
 # -- listing -------------------------------------------------------------------------
 
 
-def test_stuck_cursor_aborts_after_two_list_calls_marking_nothing(make_sandbox,
-                                                                  make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("dingtalk", None, "cursor_stuck", times=None))
+def test_stuck_cursor_aborts_after_two_list_calls_marking_nothing(
+    make_sandbox, make_fzr
+):
+    sandbox, fzr = start(
+        make_sandbox, make_fzr, fault("dingtalk", None, "cursor_stuck", times=None)
+    )
 
     run = fzr("sync")
 
@@ -336,9 +391,17 @@ def test_stuck_cursor_aborts_after_two_list_calls_marking_nothing(make_sandbox,
 
 
 def test_crm_record_gone_fails_that_item_with_the_crms_message(make_sandbox, make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("xbb", "customer.distribution", "xbb_error",
-                               code=100001, msg="表单数据不存在或已删除"))
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault(
+            "xbb",
+            "customer.distribution",
+            "xbb_error",
+            code=100001,
+            msg="表单数据不存在或已删除",
+        ),
+    )
 
     run = fzr("sync")
 
@@ -350,11 +413,20 @@ def test_crm_record_gone_fails_that_item_with_the_crms_message(make_sandbox, mak
     assert "失败" in sandbox.comments("i-1")[0]
 
 
-def test_crm_unknown_user_code_fails_that_item_with_the_crms_message(make_sandbox,
-                                                                     make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("xbb", "customer.distribution", "xbb_error",
-                               code=990004, msg="负责人不存在或已离职"))
+def test_crm_unknown_user_code_fails_that_item_with_the_crms_message(
+    make_sandbox, make_fzr
+):
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault(
+            "xbb",
+            "customer.distribution",
+            "xbb_error",
+            code=990004,
+            msg="负责人不存在或已离职",
+        ),
+    )
 
     run = fzr("sync")
 
@@ -365,8 +437,10 @@ def test_crm_unknown_user_code_fails_that_item_with_the_crms_message(make_sandbo
 
 
 def test_new_owner_without_crm_account_fails_only_that_request(make_sandbox, make_fzr):
-    data = scenario(approved("i-1", SHANGHAI, new=("ghost-user",)),
-                    approved("i-2", BEIJING, created="-90m"))
+    data = scenario(
+        approved("i-1", SHANGHAI, new=("ghost-user",)),
+        approved("i-2", BEIJING, created="-90m"),
+    )
     sandbox, fzr = start(make_sandbox, make_fzr, data=data)
 
     run = fzr("sync")
@@ -382,25 +456,38 @@ def test_new_owner_without_crm_account_fails_only_that_request(make_sandbox, mak
 
 
 ADMIN_FIXES = [
-    (fault("dingtalk", "instances.list", "permission_denied", times=None),
-     ["lacks a permission", "Workflow.Instance.Read"]),
-    (fault("dingtalk", "instances.list", "ip_not_whitelisted", times=None),
-     ["whitelist"]),
-    (fault("dingtalk", "instances.list", "quota_exhausted", times=None),
-     ["monthly DingTalk API quota"]),
-    (fault("dingtalk", "token", "bad_credentials", times=None),
-     ["FZR_DINGTALK_APP_SECRET"]),
-    (fault("xbb", "user.list", "bad_credentials", times=None),
-     ["FZR_XBB_TOKEN"]),
-    (fault("xbb", "customer.distribution", "permission_denied", times=None),
-     ["FZR_XBB_USER_ID", "permission"]),
+    (
+        fault("dingtalk", "instances.list", "permission_denied", times=None),
+        ["lacks a permission", "Workflow.Instance.Read"],
+    ),
+    (
+        fault("dingtalk", "instances.list", "ip_not_whitelisted", times=None),
+        ["whitelist"],
+    ),
+    (
+        fault("dingtalk", "instances.list", "quota_exhausted", times=None),
+        ["monthly DingTalk API quota"],
+    ),
+    (
+        fault("dingtalk", "token", "bad_credentials", times=None),
+        ["FZR_DINGTALK_APP_SECRET"],
+    ),
+    (fault("xbb", "user.list", "bad_credentials", times=None), ["FZR_XBB_TOKEN"]),
+    (
+        fault("xbb", "customer.distribution", "permission_denied", times=None),
+        ["FZR_XBB_USER_ID", "permission"],
+    ),
 ]
 
 
-@pytest.mark.parametrize("rule, words", ADMIN_FIXES,
-                         ids=[f"{r['service']}-{r['kind']}" for r, _ in ADMIN_FIXES])
-def test_admin_fixable_refusal_aborts_naming_the_fix(make_sandbox, make_fzr, rule,
-                                                     words):
+@pytest.mark.parametrize(
+    "rule, words",
+    ADMIN_FIXES,
+    ids=[f"{r['service']}-{r['kind']}" for r, _ in ADMIN_FIXES],
+)
+def test_admin_fixable_refusal_aborts_naming_the_fix(
+    make_sandbox, make_fzr, rule, words
+):
     sandbox, fzr = start(make_sandbox, make_fzr, rule)
 
     run = fzr("sync")
@@ -417,9 +504,11 @@ def test_admin_fixable_refusal_aborts_naming_the_fix(make_sandbox, make_fzr, rul
 
 
 def test_missing_comment_permission_aborts_after_the_crm_work(make_sandbox, make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("dingtalk", "comments.add", "permission_denied",
-                               times=None))
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault("dingtalk", "comments.add", "permission_denied", times=None),
+    )
 
     run = fzr("sync")
 
@@ -448,13 +537,29 @@ GARBLED = [
 ]
 # answers shaped wrong in ways the generic garbling does not reach
 ODD_BODIES = {
-    "instances.list": ({"result": {"list": [101, 102]}, "success": True},
-                       "no list of instance ids"),
-    "instances.get": ({"result": {"status": ["COMPLETED"], "formComponentValues": []},
-                       "success": "true"}, "mistyped status"),
-    "customer.list": ({"code": 1, "success": True, "result": {"list": [
-        {"dataId": "101", "data": {"text_1": SHANGHAI, "ownerId": "[]"}}]}},
-        "without an integer dataId"),
+    "instances.list": (
+        {"result": {"list": [101, 102]}, "success": True},
+        "no list of instance ids",
+    ),
+    "instances.get": (
+        {
+            "result": {"status": ["COMPLETED"], "formComponentValues": []},
+            "success": "true",
+        },
+        "mistyped status",
+    ),
+    "customer.list": (
+        {
+            "code": 1,
+            "success": True,
+            "result": {
+                "list": [
+                    {"dataId": "101", "data": {"text_1": SHANGHAI, "ownerId": "[]"}}
+                ]
+            },
+        },
+        "without an integer dataId",
+    ),
 }
 
 
@@ -465,10 +570,14 @@ def assert_nothing_skipped(sandbox, fzr) -> None:
     next_pass_completes(sandbox, fzr)
 
 
-@pytest.mark.parametrize("service, api, kind, words", GARBLED,
-                         ids=[f"{api}-{kind}" for _, api, kind, _ in GARBLED])
+@pytest.mark.parametrize(
+    "service, api, kind, words",
+    GARBLED,
+    ids=[f"{api}-{kind}" for _, api, kind, _ in GARBLED],
+)
 def test_garbled_answer_is_a_clear_error_and_nothing_is_skipped(
-        make_sandbox, make_fzr, service, api, kind, words):
+    make_sandbox, make_fzr, service, api, kind, words
+):
     sandbox, fzr = start(make_sandbox, make_fzr, fault(service, api, kind, times=None))
 
     run = fzr("sync")
@@ -481,8 +590,11 @@ def test_garbled_answer_is_a_clear_error_and_nothing_is_skipped(
 def test_answer_with_mistyped_fields_is_a_clear_error(make_sandbox, make_fzr, api):
     body, words = ODD_BODIES[api]
     service = "xbb" if api.startswith("customer") else "dingtalk"
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault(service, api, "wrong_shape", times=None, body=body))
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault(service, api, "wrong_shape", times=None, body=body),
+    )
 
     run = fzr("sync")
 
@@ -491,10 +603,12 @@ def test_answer_with_mistyped_fields_is_a_clear_error(make_sandbox, make_fzr, ap
 
 
 def test_garbled_answer_to_an_applied_write_is_read_back(make_sandbox, make_fzr):
-    sandbox, fzr = start(make_sandbox, make_fzr,
-                         fault("xbb", "customer.distribution", "wrong_shape",
-                               times=None),
-                         fault("dingtalk", "comments.add", "wrong_shape", times=None))
+    sandbox, fzr = start(
+        make_sandbox,
+        make_fzr,
+        fault("xbb", "customer.distribution", "wrong_shape", times=None),
+        fault("dingtalk", "comments.add", "wrong_shape", times=None),
+    )
 
     run = fzr("sync")
 

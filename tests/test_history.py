@@ -21,8 +21,9 @@ def synced(make_sandbox, make_fzr):
 
 
 def business_id(fzr) -> str:
-    return fzr.query("SELECT business_id FROM requests WHERE instance_id = 'inst-1'"
-                     )[0]["business_id"]
+    return fzr.query("SELECT business_id FROM requests WHERE instance_id = 'inst-1'")[
+        0
+    ]["business_id"]
 
 
 def test_history_shows_the_request_its_items_and_the_comment(synced):
@@ -38,16 +39,19 @@ def test_history_shows_the_request_its_items_and_the_comment(synced):
     assert "(Asia/Shanghai)" in text
     items = cells(text, "items (times in Asia/Shanghai)")
     outcomes = {row[1]: row[3] for row in items}
-    assert outcomes == {"上海示例科技有限公司": "assigned",
-                        "深圳同名电子有限公司": "ambiguous",
-                        "没有这家公司": "not found"}
+    assert outcomes == {
+        "上海示例科技有限公司": "assigned",
+        "深圳同名电子有限公司": "ambiguous",
+        "没有这家公司": "not found",
+    }
     assigned = next(row for row in items if row[3] == "assigned")
     assert (assigned[4], assigned[5]) == ("1", "101")  # attempts, dataId
     details = {row[0]: row for row in cells(text, "item outcomes")}
     assert details[assigned[0]][3:] == [BOB, f"{BOB}, {ALICE}"]
     ambiguous = next(row for row in items if row[3] == "ambiguous")
     assert details[ambiguous[0]][2].startswith(
-        "candidates: dataId 104 深圳同名电子有限公司; dataId 105")
+        "candidates: dataId 104 深圳同名电子有限公司; dataId 105"
+    )
     [posted] = synced.sandbox.comments("inst-1")
     shown = text.split("comment text:\n", 1)[1].splitlines()
     assert shown == [f"  {line}" for line in posted.splitlines()]
@@ -55,8 +59,9 @@ def test_history_shows_the_request_its_items_and_the_comment(synced):
 
 
 def test_history_lists_the_events_in_order(synced):
-    events = section(synced("history", "inst-1").stdout,
-                     "events (times in Asia/Shanghai)")[1:]
+    events = section(
+        synced("history", "inst-1").stdout, "events (times in Asia/Shanghai)"
+    )[1:]
 
     kinds = [line.split("\t")[1] for line in events]
     assert kinds[0] == "seen"
@@ -74,8 +79,9 @@ def section(text: str, title: str) -> list[str]:
     """The lines of one plain-text table, its header first."""
     lines = text.splitlines()
     start = lines.index(f"# {title}") + 1
-    end = next((n for n in range(start, len(lines)) if lines[n].startswith("# ")),
-               len(lines))
+    end = next(
+        (n for n in range(start, len(lines)) if lines[n].startswith("# ")), len(lines)
+    )
     return lines[start:end]
 
 
@@ -97,9 +103,12 @@ def test_history_json_carries_items_events_and_comment(synced):
     assert by_customer["上海示例科技有限公司"]["owners_after"] == [BOB, ALICE]
     assert by_customer["没有这家公司"]["suggestion"] is not None
     assert [c["dataId"] for c in by_customer["深圳同名电子有限公司"]["suggestion"]] == [
-        104, 105]
-    stored = synced.query("SELECT COUNT(*) AS n FROM events WHERE instance_id = ?",
-                          "inst-1")[0]["n"]
+        104,
+        105,
+    ]
+    stored = synced.query(
+        "SELECT COUNT(*) AS n FROM events WHERE instance_id = ?", "inst-1"
+    )[0]["n"]
     assert len(history["events"]) == stored
     assert history["comment"]["state"] == "sent"
     assert history["comment"]["text"] == synced.sandbox.comments("inst-1")[0]
@@ -124,8 +133,10 @@ def test_unknown_request_exits_4_with_a_clear_message(synced):
 
     assert run.code == 4
     assert run.stdout == ""
-    assert run.stderr == ("fzr: no request 'no-such-request' in the state file; give "
-                          "the instance id or the business id (审批编号)\n")
+    assert run.stderr == (
+        "fzr: no request 'no-such-request' in the state file; give "
+        "the instance id or the business id (审批编号)\n"
+    )
 
 
 def test_bad_history_format_is_a_usage_error(synced):

@@ -27,24 +27,29 @@ def test_sign_matches_the_reference_test_vector():
 
 
 def test_sign_agrees_with_the_sandbox_robot():
-    assert unquote_plus(sign(SECRET, 1733300000123)) == robot_sign(SECRET,
-                                                                    "1733300000123")
+    assert unquote_plus(sign(SECRET, 1733300000123)) == robot_sign(
+        SECRET, "1733300000123"
+    )
 
 
 def test_signed_url_appends_timestamp_and_sign_to_the_webhook():
     url = signed_url("http://127.0.0.1:1/robot/send?access_token=t", SECRET, 42)
 
-    assert url == (f"http://127.0.0.1:1/robot/send?access_token=t&timestamp=42"
-                   f"&sign={sign(SECRET, 42)}")
+    assert url == (
+        f"http://127.0.0.1:1/robot/send?access_token=t&timestamp=42"
+        f"&sign={sign(SECRET, 42)}"
+    )
 
 
 @pytest.fixture
 def robot_fzr(make_sandbox, make_fzr):
     """A synced state file and a sandbox whose robot signs with SECRET."""
-    sandbox = make_sandbox(scenario(
-        approved("inst-1", "上海示例科技有限公司\n没有这家公司"),
-        robot={"access_token": TOKEN, "secret": SECRET},
-    ))
+    sandbox = make_sandbox(
+        scenario(
+            approved("inst-1", "上海示例科技有限公司\n没有这家公司"),
+            robot={"access_token": TOKEN, "secret": SECRET},
+        )
+    )
     fzr = make_fzr(sandbox)
     assert fzr("sync").code == 0
     return fzr
@@ -79,8 +84,9 @@ def test_send_is_recorded_as_a_run(robot_fzr):
     [run] = robot_fzr.query("SELECT * FROM runs WHERE command = 'report --send'")
     assert run["exit_status"] == 0
     assert json.loads(run["counts"]) == {"robot.send": 1}
-    stored = "\n".join(str(v) for row in robot_fzr.query("SELECT * FROM runs")
-                       for v in tuple(row))
+    stored = "\n".join(
+        str(v) for row in robot_fzr.query("SELECT * FROM runs") for v in tuple(row)
+    )
     assert_no_secret(robot_fzr, stored)
 
 
@@ -190,6 +196,7 @@ def test_too_fast_answer_keeps_fzr_quiet_for_ten_minutes(robot_fzr):
     assert first.code == 1 and "410100" in first.stderr
     assert second.code == 1 and "stays silent for another" in second.stderr
     assert robot_fzr.sandbox.robot_messages == []
-    [silent_until] = robot_fzr.query("SELECT value FROM state WHERE key = ?",
-                                     SILENT_KEY)
+    [silent_until] = robot_fzr.query(
+        "SELECT value FROM state WHERE key = ?", SILENT_KEY
+    )
     assert int(silent_until["value"]) > now_ms() + 590_000

@@ -33,8 +33,10 @@ def test_several_entries_and_wrapping_day_ranges():
     assert not schedule.is_open(at("2026-12-08T23:00"))  # Tuesday
 
 
-@pytest.mark.parametrize("text", ["", "weekdays", "Mon-Fri 20:00-08:00",
-                                  "Mon-Fri 25:00-26:00", "Foo 08:00-09:00"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "weekdays", "Mon-Fri 20:00-08:00", "Mon-Fri 25:00-26:00", "Foo 08:00-09:00"],
+)
 def test_malformed_schedules_are_refused(text):
     with pytest.raises(ValueError):
         parse_schedule(text)

@@ -40,17 +40,29 @@ class TokenWatch:
 
 
 def secret_scenario() -> dict:
-    return scenario(approved("i-1", "上海示例科技有限公司\n不存在的公司"),
-                    approved("i-2", "北京示范贸易有限公司", created="-90m"),
-                    dingtalk={"app_secret": APP_SECRET}, xbb={"token": XBB_TOKEN})
+    return scenario(
+        approved("i-1", "上海示例科技有限公司\n不存在的公司"),
+        approved("i-2", "北京示范贸易有限公司", created="-90m"),
+        dingtalk={"app_secret": APP_SECRET},
+        xbb={"token": XBB_TOKEN},
+    )
 
 
 FAULTS_BY_PASS = [
-    [{"service": "dingtalk", "api": "instances.list", "kind": "drop"},
-     {"service": "dingtalk", "api": "instances.get", "kind": "token_invalid"},
-     {"service": "xbb", "api": "customer.list", "kind": "server_error", "times": None}],
-    [{"service": "xbb", "api": "customer.distribution", "kind": "write_lost"},
-     {"service": "dingtalk", "api": "comments.add", "kind": "write_lost"}],
+    [
+        {"service": "dingtalk", "api": "instances.list", "kind": "drop"},
+        {"service": "dingtalk", "api": "instances.get", "kind": "token_invalid"},
+        {
+            "service": "xbb",
+            "api": "customer.list",
+            "kind": "server_error",
+            "times": None,
+        },
+    ],
+    [
+        {"service": "xbb", "api": "customer.distribution", "kind": "write_lost"},
+        {"service": "dingtalk", "api": "comments.add", "kind": "write_lost"},
+    ],
     [{"service": "dingtalk", "api": "instances.list", "kind": "token_invalid"}],
 ]
 
@@ -76,7 +88,9 @@ def test_no_secret_or_token_reaches_output_or_the_state_file(make_sandbox, make_
     assert "network error" in text and "HTTP 502" in text and "DEBUG" in text
     assert len(watch.tokens) >= 2  # the revoked token and its successor
     assert {r["status"] for r in fzr.query("SELECT status FROM items")} == {
-        "assigned", "not_found"}
+        "assigned",
+        "not_found",
+    }
     assert [len(sandbox.comments(i)) for i in ("i-1", "i-2")] == [1, 1]
     raw = b"".join(path.read_bytes() for path in state_files(fzr.db))
     for secret in [APP_SECRET, XBB_TOKEN, *watch.tokens]:
@@ -84,12 +98,14 @@ def test_no_secret_or_token_reaches_output_or_the_state_file(make_sandbox, make_
         assert secret.encode() not in raw
 
 
-def test_state_file_lock_and_folder_are_private_while_a_pass_runs(make_sandbox,
-                                                                  make_fzr):
+def test_state_file_lock_and_folder_are_private_while_a_pass_runs(
+    make_sandbox, make_fzr
+):
     sandbox = make_sandbox(secret_scenario())
     # Slow enough that the pass is still running (files open) on a loaded machine.
-    sandbox.add_fault({"service": "xbb", "api": "customer.list", "kind": "slow",
-                       "delay_s": 4})
+    sandbox.add_fault(
+        {"service": "xbb", "api": "customer.list", "kind": "slow", "delay_s": 4}
+    )
     fzr = make_fzr(sandbox)
 
     process = fzr.process("sync")
@@ -108,10 +124,10 @@ def test_state_file_lock_and_folder_are_private_while_a_pass_runs(make_sandbox,
     assert folder & 0o077 == 0
 
 
-@pytest.mark.parametrize("mode, warned", [(0o644, True), (0o640, True),
-                                          (0o600, False)])
+@pytest.mark.parametrize("mode, warned", [(0o644, True), (0o640, True), (0o600, False)])
 def test_config_file_holding_a_secret_must_not_be_readable_by_others(
-        make_sandbox, make_fzr, tmp_path, mode, warned):
+    make_sandbox, make_fzr, tmp_path, mode, warned
+):
     sandbox = make_sandbox(secret_scenario())
     fzr = make_fzr(sandbox)
     config = tmp_path / "config.toml"

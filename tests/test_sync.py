@@ -25,8 +25,10 @@ def test_approved_request_adds_owner_and_reads_it_back(make_sandbox, make_fzr):
 
 
 def test_each_outcome_is_recorded_per_customer(make_sandbox, make_fzr):
-    messy = ("上海示例科技有限公司\r\n 北京示范贸易有限公司\u200b，不存在的公司｜"
-             "深圳同名电子有限公司|广州样板实业有限公司\n成都已有客户有限公司\n\n")
+    messy = (
+        "上海示例科技有限公司\r\n 北京示范贸易有限公司\u200b，不存在的公司｜"
+        "深圳同名电子有限公司|广州样板实业有限公司\n成都已有客户有限公司\n\n"
+    )
     sandbox = make_sandbox(scenario(approved("i-1", messy)))
     fzr = make_fzr(sandbox)
 
@@ -83,8 +85,9 @@ def test_every_picked_new_owner_is_added(make_sandbox, make_fzr):
 def test_refused_terminated_and_running_are_never_acted_on(make_sandbox, make_fzr):
     refused = approved("i-r", "上海示例科技有限公司", result="refuse")
     withdrawn = approved("i-t", "上海示例科技有限公司", status="TERMINATED")
-    sandbox = make_sandbox(scenario(refused, withdrawn,
-                                    running("i-o", "上海示例科技有限公司")))
+    sandbox = make_sandbox(
+        scenario(refused, withdrawn, running("i-o", "上海示例科技有限公司"))
+    )
     fzr = make_fzr(sandbox)
 
     fzr("sync")
@@ -114,8 +117,12 @@ def test_approval_with_missing_field_is_invalid_not_empty(make_sandbox, make_fzr
 
 
 def test_idle_pass_costs_one_metered_call_and_prints_nothing(make_sandbox, make_fzr):
-    sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司"),
-                                    running("i-2", "北京示范贸易有限公司")))
+    sandbox = make_sandbox(
+        scenario(
+            approved("i-1", "上海示例科技有限公司"),
+            running("i-2", "北京示范贸易有限公司"),
+        )
+    )
     fzr = make_fzr(sandbox)
     fzr("sync")
 
@@ -128,7 +135,9 @@ def test_idle_pass_costs_one_metered_call_and_prints_nothing(make_sandbox, make_
 
 
 def test_pass_after_complete_pass_makes_no_crm_writes(make_sandbox, make_fzr):
-    sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司\n不存在的公司")))
+    sandbox = make_sandbox(
+        scenario(approved("i-1", "上海示例科技有限公司\n不存在的公司"))
+    )
     fzr = make_fzr(sandbox)
     fzr("sync")
     sandbox.reset_calls()
@@ -141,8 +150,9 @@ def test_pass_after_complete_pass_makes_no_crm_writes(make_sandbox, make_fzr):
 
 
 def test_request_approved_days_later_is_found_and_fetched_once(make_sandbox, make_fzr):
-    sandbox = make_sandbox(scenario(running("i-late", "上海示例科技有限公司",
-                                            created="-20h")))
+    sandbox = make_sandbox(
+        scenario(running("i-late", "上海示例科技有限公司", created="-20h"))
+    )
     fzr = make_fzr(sandbox)
     fzr("sync")
     assert sandbox.count(api="instances.get") == 0
@@ -162,8 +172,9 @@ def test_request_submitted_and_approved_between_passes_is_found(make_sandbox, ma
     fzr = make_fzr(sandbox)
     fzr("sync")
 
-    sandbox.add_instance(**approved("i-fast", "上海示例科技有限公司", created="now",
-                                    finished="now"))
+    sandbox.add_instance(
+        **approved("i-fast", "上海示例科技有限公司", created="now", finished="now")
+    )
     fzr("sync")
     fzr("sync")
 
@@ -185,11 +196,16 @@ def test_access_token_is_cached_across_runs_and_sealed(make_sandbox, make_fzr):
 
 
 def test_listing_follows_string_next_token_over_many_pages(make_sandbox, make_fzr):
-    instances = [approved(f"i-{n:02d}", "上海示例科技有限公司", created=f"-{n + 60}m")
-                 for n in range(45)]
+    instances = [
+        approved(f"i-{n:02d}", "上海示例科技有限公司", created=f"-{n + 60}m")
+        for n in range(45)
+    ]
     for last_page in ("absent", "empty", "null"):
-        sandbox = make_sandbox(scenario(*instances, comments=False,
-                                        dingtalk={"last_page_token": last_page}))
+        sandbox = make_sandbox(
+            scenario(
+                *instances, comments=False, dingtalk={"last_page_token": last_page}
+            )
+        )
         fzr = make_fzr(sandbox)
 
         run = fzr("sync")
@@ -200,10 +216,13 @@ def test_listing_follows_string_next_token_over_many_pages(make_sandbox, make_fz
 
 
 def test_replaced_owners_stop_all_writes_until_resumed(make_sandbox, make_fzr):
-    sandbox = make_sandbox(scenario(
-        approved("i-1", "上海示例科技有限公司"),
-        approved("i-2", "北京示范贸易有限公司", created="-90m"),
-        xbb={"distribution": "replace"}))
+    sandbox = make_sandbox(
+        scenario(
+            approved("i-1", "上海示例科技有限公司"),
+            approved("i-2", "北京示范贸易有限公司", created="-90m"),
+            xbb={"distribution": "replace"},
+        )
+    )
     fzr = make_fzr(sandbox)
 
     run = fzr("sync")
@@ -278,8 +297,11 @@ def test_since_rescan_does_not_redo_finished_work(make_sandbox, make_fzr):
 
     assert run.code == 0, run.stderr
     assert fzr.items()[("i-old", "北京示范贸易有限公司")] == "assigned"
-    fetched = {c.request.get("processInstanceId") for c in sandbox.calls
-               if c.api == "instances.get" and c.request}
+    fetched = {
+        c.request.get("processInstanceId")
+        for c in sandbox.calls
+        if c.api == "instances.get" and c.request
+    }
     assert "i-1" not in fetched
 
 
@@ -294,11 +316,18 @@ def test_bad_since_value_is_a_usage_error(make_sandbox, make_fzr):
     assert sandbox.calls == []
 
 
-def test_transient_crm_failure_leaves_items_pending_then_completes(make_sandbox,
-                                                                     make_fzr):
+def test_transient_crm_failure_leaves_items_pending_then_completes(
+    make_sandbox, make_fzr
+):
     sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司")))
-    sandbox.add_fault({"service": "xbb", "api": "customer.list", "kind": "server_error",
-                       "times": None})
+    sandbox.add_fault(
+        {
+            "service": "xbb",
+            "api": "customer.list",
+            "kind": "server_error",
+            "times": None,
+        }
+    )
     fzr = make_fzr(sandbox)
 
     first = fzr("sync")
@@ -324,8 +353,9 @@ def test_runs_table_records_calls_per_service(make_sandbox, make_fzr):
 
 
 def test_comment_user_unset_means_no_comments(make_sandbox, make_fzr):
-    sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司"),
-                                    comments=False))
+    sandbox = make_sandbox(
+        scenario(approved("i-1", "上海示例科技有限公司"), comments=False)
+    )
     fzr = make_fzr(sandbox)
 
     fzr("sync")
@@ -335,7 +365,9 @@ def test_comment_user_unset_means_no_comments(make_sandbox, make_fzr):
 
 
 def test_comment_lists_each_customer_once(make_sandbox, make_fzr):
-    sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司\n不存在的公司")))
+    sandbox = make_sandbox(
+        scenario(approved("i-1", "上海示例科技有限公司\n不存在的公司"))
+    )
     fzr = make_fzr(sandbox)
 
     fzr("sync")
@@ -349,8 +381,9 @@ def test_comment_lists_each_customer_once(make_sandbox, make_fzr):
     assert [p["commentUserId"] for p in posts] == [BOT]
 
 
-def test_wrong_field_setting_is_caught_on_the_form_before_listing(make_sandbox,
-                                                                 make_fzr):
+def test_wrong_field_setting_is_caught_on_the_form_before_listing(
+    make_sandbox, make_fzr
+):
     sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司")))
     fzr = make_fzr(sandbox)
 
@@ -380,10 +413,17 @@ def test_wrong_process_code_is_named(make_sandbox, make_fzr):
 
 
 def test_unreadable_fields_wait_for_the_settings_fix_without_schema_access(
-        make_sandbox, make_fzr):
+    make_sandbox, make_fzr
+):
     sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司")))
-    sandbox.add_fault({"service": "dingtalk", "api": "forms.schema",
-                       "kind": "permission_denied", "times": None})
+    sandbox.add_fault(
+        {
+            "service": "dingtalk",
+            "api": "forms.schema",
+            "kind": "permission_denied",
+            "times": None,
+        }
+    )
     fzr = make_fzr(sandbox)
 
     wrong = fzr("sync", FZR_FIELD_CUSTOMERS="客户名")
@@ -402,26 +442,34 @@ def test_unreadable_fields_wait_for_the_settings_fix_without_schema_access(
     assert len(sandbox.comments("i-1")) == 1
 
 
-def test_name_typed_with_half_width_brackets_finds_the_crm_spelling(make_sandbox,
-                                                                    make_fzr):
-    customers = [{"dataId": 301, "name": "北京（中国）科技有限公司", "owners": [BOB]},
-                 {"dataId": 302, "name": "ＡＢＣ贸易有限公司", "owners": [BOB]}]
-    sandbox = make_sandbox(scenario(
-        approved("i-1", "北京(中国)科技有限公司\nABC贸易有限公司"), customers=customers))
+def test_name_typed_with_half_width_brackets_finds_the_crm_spelling(
+    make_sandbox, make_fzr
+):
+    customers = [
+        {"dataId": 301, "name": "北京（中国）科技有限公司", "owners": [BOB]},
+        {"dataId": 302, "name": "ＡＢＣ贸易有限公司", "owners": [BOB]},
+    ]
+    sandbox = make_sandbox(
+        scenario(
+            approved("i-1", "北京(中国)科技有限公司\nABC贸易有限公司"),
+            customers=customers,
+        )
+    )
     fzr = make_fzr(sandbox)
 
     fzr("sync")
 
-    assert fzr.items() == {("i-1", "北京(中国)科技有限公司"): "assigned",
-                           ("i-1", "ABC贸易有限公司"): "assigned"}
+    assert fzr.items() == {
+        ("i-1", "北京(中国)科技有限公司"): "assigned",
+        ("i-1", "ABC贸易有限公司"): "assigned",
+    }
 
 
 def test_used_up_quota_pauses_dingtalk_calls_for_an_hour(make_sandbox, make_fzr):
     sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司")))
     fzr = make_fzr(sandbox)
     fzr("sync", "--dry-run")
-    sandbox.add_fault({"service": "dingtalk", "kind": "quota_exhausted",
-                       "times": None})
+    sandbox.add_fault({"service": "dingtalk", "kind": "quota_exhausted", "times": None})
 
     first = fzr("sync")
 

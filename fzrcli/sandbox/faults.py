@@ -67,7 +67,7 @@ COMMON_DELIVERY = {"slow", "write_lost", "wrong_shape"}
 RULE_KEYS = {"service", "api", "kind", "after", "times"}
 
 IP_BAN_HTML = (
-    "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>访问被拒绝</title>"
+    '<!DOCTYPE html><html><head><meta charset="utf-8"><title>访问被拒绝</title>'
     "</head><body><h1>访问被拒绝</h1><p>您的IP访问过于频繁，已被暂时禁止访问，"
     "请5分钟后再试。</p></body></html>"
 )
