@@ -88,6 +88,21 @@ def build_scenario(requests: int, latency_ms: int, seed: int) -> tuple[dict, dic
     return scenario, minimum
 
 
+def bench_env(sandbox, folder: Path) -> dict:
+    """The environment of an fzr run against ``sandbox`` with a state file in
+    ``folder``; bytecode is cached as after a normal install, not compiled each run."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FZR_")},
+        **sandbox.env(),
+        "FZR_DB": str(folder / "bench.sqlite3"),
+        "FZR_PASS_TIMEOUT": "900",
+        "XDG_CONFIG_HOME": str(folder),
+    }
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    compileall.compile_dir(str(ROOT / "fzrcli"), quiet=1)
+    return env
+
+
 def lower_bound(minimum: dict, latency: float) -> tuple[float, float, dict]:
     def stage(calls: int, rate: float, sequential: int = 1) -> float:
         return max(calls / rate, sequential * latency)
@@ -195,16 +210,7 @@ def main() -> int:
     )
     folder = Path(tempfile.mkdtemp(prefix="fzr-bench-"))
     with Sandbox(scenario) as sandbox:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("FZR_")},
-            **sandbox.env(),
-            "FZR_DB": str(folder / "bench.sqlite3"),
-            "FZR_PASS_TIMEOUT": "900",
-            "XDG_CONFIG_HOME": str(folder),
-        }
-        # As after a normal install: bytecode cached, not compiled on every start.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        compileall.compile_dir(str(ROOT / "fzrcli"), quiet=1)
+        env = bench_env(sandbox, folder)
         print(
             f"backlog: {minimum['requests']} approved requests, {minimum['names']} "
             f"customers, {minimum['write_groups']} new owners; latency "

@@ -10,8 +10,6 @@ variant: backlog wall time and calls, then the idle pass (median of 5).
 from __future__ import annotations
 
 import argparse
-import compileall
-import os
 import statistics
 import sys
 import tempfile
@@ -21,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from backlog import build_scenario, run_fzr  # noqa: E402
+from backlog import bench_env, build_scenario, run_fzr  # noqa: E402
 
 from fzrcli.sandbox import Sandbox  # noqa: E402
 
@@ -32,14 +30,7 @@ def run_variant(means: str, requests: int, latency_ms: int) -> str:
     scenario, _ = build_scenario(requests, latency_ms, seed=7)
     folder = Path(tempfile.mkdtemp(prefix=f"fzr-means-{means}-"))
     with Sandbox(scenario) as sandbox:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("FZR_")},
-            **sandbox.env(),
-            "FZR_DB": str(folder / "bench.sqlite3"),
-            "FZR_PASS_TIMEOUT": "900",
-            "XDG_CONFIG_HOME": str(folder),
-        }
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env = bench_env(sandbox, folder)
         backlog = run_fzr_variant(env, means)
         calls = {
             api: sandbox.count(api=api)
@@ -68,7 +59,6 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--latency-ms", type=int, default=50)
     options = parser.parse_args()
-    compileall.compile_dir(str(ROOT / "fzrcli"), quiet=1)
     print(
         f"{options.requests} approved requests, latency {options.latency_ms} ms, "
         "limits enforced; one means switched off per line"

@@ -10,6 +10,11 @@ CAROL = "manager007"
 DAVE = "0099887766554433"
 BOT = "fzr-bot"
 
+# Component ids of the approval form, as the reference's examples name them.
+CUSTOMERS_ID = "TextareaField_1K334ML768QO0"
+NEW_OWNER_ID = "InnerContactField_1R9B45BYVYE80"
+CURRENT_OWNER_ID = "InnerContactField_0QW7Z1C3XYZ40"
+
 USERS = {ALICE: "王小明", BOB: "李四", CAROL: "张经理", DAVE: "赵六", BOT: "fzr 助手"}
 
 CUSTOMERS = [

@@ -390,50 +390,25 @@ def test_stuck_cursor_aborts_after_two_list_calls_marking_nothing(
 # -- refusals of one thing -----------------------------------------------------------
 
 
-def test_crm_record_gone_fails_that_item_with_the_crms_message(make_sandbox, make_fzr):
-    sandbox, fzr = start(
-        make_sandbox,
-        make_fzr,
-        fault(
-            "xbb",
-            "customer.distribution",
-            "xbb_error",
-            code=100001,
-            msg="表单数据不存在或已删除",
-        ),
-    )
+@pytest.mark.parametrize(
+    "code, message",
+    [(100001, "表单数据不存在或已删除"), (990004, "负责人不存在或已离职")],
+    ids=["record-gone", "unknown-user"],
+)
+def test_crm_refusal_of_one_write_fails_that_item_with_the_crms_message(
+    make_sandbox, make_fzr, code, message
+):
+    rule = fault("xbb", "customer.distribution", "xbb_error", code=code, msg=message)
+    sandbox, fzr = start(make_sandbox, make_fzr, rule)
 
     run = fzr("sync")
 
     assert run.code == 0, run.stderr
     assert fzr.items() == {("i-1", SHANGHAI): "failed", ("i-2", BEIJING): "assigned"}
     reason = fzr.query("SELECT reason FROM items WHERE status = 'failed'")[0]["reason"]
-    assert "表单数据不存在或已删除" in reason and "100001" in reason
+    assert message in reason and str(code) in reason
     assert sandbox.count(api="customer.distribution") == 2
     assert "失败" in sandbox.comments("i-1")[0]
-
-
-def test_crm_unknown_user_code_fails_that_item_with_the_crms_message(
-    make_sandbox, make_fzr
-):
-    sandbox, fzr = start(
-        make_sandbox,
-        make_fzr,
-        fault(
-            "xbb",
-            "customer.distribution",
-            "xbb_error",
-            code=990004,
-            msg="负责人不存在或已离职",
-        ),
-    )
-
-    run = fzr("sync")
-
-    assert run.code == 0, run.stderr
-    assert fzr.items() == {("i-1", SHANGHAI): "failed", ("i-2", BEIJING): "assigned"}
-    reason = fzr.query("SELECT reason FROM items WHERE status = 'failed'")[0]["reason"]
-    assert "负责人不存在或已离职" in reason and "990004" in reason
 
 
 def test_new_owner_without_crm_account_fails_only_that_request(make_sandbox, make_fzr):

@@ -2,6 +2,7 @@ import json
 import pickle
 
 import pytest
+from builders import CURRENT_OWNER_ID, CUSTOMERS_ID, NEW_OWNER_ID
 
 from fzrcli.forms import (
     FieldSpec,
@@ -14,9 +15,6 @@ from fzrcli.forms import (
     split_customer_names,
 )
 
-CUSTOMERS_ID = "TextareaField_1K334ML768QO0"
-NEW_OWNER_ID = "InnerContactField_1R9B45BYVYE80"
-CURRENT_OWNER_ID = "InnerContactField_0QW7Z1C3XYZ40"
 
 BY_ID = FieldSpec(
     customers=CUSTOMERS_ID, new_owner=NEW_OWNER_ID, current_owner=CURRENT_OWNER_ID

@@ -3,6 +3,7 @@ import time
 import unicodedata
 
 import pytest
+from builders import CURRENT_OWNER_ID, CUSTOMERS_ID, NEW_OWNER_ID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,9 +18,6 @@ from fzrcli.forms import (
     split_customer_names,
 )
 
-CUSTOMERS_ID = "TextareaField_1K334ML768QO0"
-NEW_OWNER_ID = "InnerContactField_1R9B45BYVYE80"
-CURRENT_OWNER_ID = "InnerContactField_0QW7Z1C3XYZ40"
 BY_ID = FieldSpec(CUSTOMERS_ID, NEW_OWNER_ID, CURRENT_OWNER_ID)
 
 LINE_ENDINGS = "\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"
