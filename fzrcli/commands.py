@@ -79,6 +79,8 @@ def sync(
 ) -> int:
     from fzrcli.sync import run_pass
 
+    if dry_run and resume_writes and not fetch_only:
+        raise UsageError("--resume-writes lifts a safety halt: not in a --dry-run")
     settings = settings_for(DINGTALK) if fetch_only else settings_for(DINGTALK, XBB)
     since_ms = _since(since, settings)
     store = Store(settings.db_path)

@@ -164,12 +164,15 @@ def queue_comment(store: Store, instance_id: str, enabled: bool) -> None:
 
 
 def post_due_comments(store: Store, dingtalk: DingTalk, user_id: str) -> int:
-    """Post every comment that is due, several at once under the QPS limiter; returns
-    how many were posted. Each is marked ``sending`` right before its call."""
+    """Post every comment that is due; returns how many were posted. Each is marked
+    ``sending`` right before its call. The first goes alone: if DingTalk refuses it
+    (a wrong comment user, a missing permission), the rest are not tried this pass,
+    so a settings problem costs one metered call a pass, not one per comment."""
     posted, failure = 0, None
+    rows = iter(store.comments_due())
     with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:
         in_flight: dict = {}
-        for row in store.comments_due():
+        for row in rows:
             if failure:
                 break
             text = row["comment_text"] or compose_for(store, row)
@@ -184,7 +187,7 @@ def post_due_comments(store: Store, dingtalk: DingTalk, user_id: str) -> int:
                 dingtalk.add_comment, row["instance_id"], text, user_id
             )
             in_flight[future] = (row["instance_id"], text)
-            if len(in_flight) >= IN_FLIGHT:
+            if len(in_flight) >= (1 if posted == 0 else IN_FLIGHT):
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
                     sent, error = _record_post(store, *in_flight.pop(future), future)
@@ -198,16 +201,20 @@ def post_due_comments(store: Store, dingtalk: DingTalk, user_id: str) -> int:
 
 
 def _record_post(store: Store, instance_id: str, text: str, future):
-    """Record one finished post; a comment whose fate is unknown stays ``sending``."""
+    """Record one finished post. A refusal means nothing was posted: the comment is
+    due again. Only a comment whose fate is unknown (no answer) stays ``sending``."""
     try:
         future.result()
     except ServiceError as error:
-        if error.kind is not Failure.PERMANENT:
-            return 0, error
-        with store.transaction():
-            store.set_comment(instance_id, COMMENT_FAILED, error=error.detail)
-        log.warning("comment on %s refused: %s", instance_id, error)
-        return 0, None
+        if error.kind is Failure.PERMANENT:
+            with store.transaction():
+                store.set_comment(instance_id, COMMENT_FAILED, error=error.detail)
+            log.warning("comment on %s refused: %s", instance_id, error)
+            return 0, None
+        if error.status and error.status < 500:
+            with store.transaction():
+                store.set_comment(instance_id, COMMENT_DUE, error=error.detail)
+        return 0, error
     with store.transaction():
         store.set_comment(instance_id, COMMENT_SENT, text)
     return 1, None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from fzrcli.errors import Failure, ServiceError, WritesHalted
@@ -47,6 +47,7 @@ class PlannedWrite:
 @dataclass
 class OwnerResult:
     planned: list[PlannedWrite] = field(default_factory=list)
+    decided: Counter = field(default_factory=Counter)  # dry run: outcomes not recorded
     left_pending: int = 0
     error: ServiceError | None = None
 
@@ -103,16 +104,11 @@ class OwnerWork:
         for item in items:
             if item.new_owner_id not in active:
                 bad_requests.setdefault(item.instance_id, item.new_owner_id)
-        with self.store.transaction():
-            for item in items:
-                if item.instance_id in bad_requests and item.status == PENDING:
-                    who = bad_requests[item.instance_id]
-                    self.store.finish_item(
-                        item,
-                        FAILED,
-                        f"new owner {who} is not an "
-                        "active CRM user (resigned or not set up)",
-                    )
+        for item in items:
+            if item.instance_id in bad_requests and item.status == PENDING:
+                who = bad_requests[item.instance_id]
+                reason = f"new owner {who} is not an active CRM user (resigned or not set up)"
+                self._finish(item, FAILED, reason)
         return [
             i for i in items if i.instance_id not in bad_requests or i.status == WRITING
         ]
@@ -125,7 +121,7 @@ class OwnerWork:
     ) -> PlannedWrite | None:
         matches = customers.get(name_key(item.customer), [])
         if item.status == WRITING:
-            return self._recover(item, matches)
+            return None if self.dry_run else self._recover(item, matches)
         if not matches:
             return self._not_found(item)
         if len(matches) > 1:
@@ -181,6 +177,10 @@ class OwnerWork:
         customer: Customer | None = None,
         suggestion: str | None = None,
     ):
+        if self.dry_run:
+            # A dry run shows what a pass would decide and records none of it.
+            self.result.decided[status] += 1
+            return
         with self.store.transaction():
             self.store.finish_item(
                 item,

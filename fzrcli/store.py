@@ -180,6 +180,7 @@ class Store:
             db = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
+            _refuse_foreign(db, self.path)
             db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.Error as exc:
             raise FzrError(f"cannot open state file {self.path}: {exc}") from None
@@ -192,12 +193,6 @@ class Store:
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        tables = self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
-        if version == 0 and tables:
-            raise FzrError(
-                f"{self.path} is an SQLite file of another program; point "
-                "FZR_DB at a file of fzr's own"
-            )
         if version > len(MIGRATIONS):
             raise FzrError(
                 f"state file {self.path} was written by a newer fzr (schema {version})"
@@ -602,6 +597,17 @@ class Store:
                 message,
                 run_id,
             ),
+        )
+
+
+def _refuse_foreign(db: sqlite3.Connection, path: Path) -> None:
+    """Touch nothing in a file that is not fzr's: not even its journal mode."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    if tables and "requests" not in tables:
+        db.close()
+        raise FzrError(
+            f"{path} is an SQLite file of another program; point FZR_DB at a file "
+            "of fzr's own"
         )
 
 

@@ -24,7 +24,7 @@ from fzrcli.errors import Failure, PassAborted, ServiceError, WritesHalted
 from fzrcli.owners import OwnerWork, PlannedWrite, ensure_writes_allowed, resume_writes
 from fzrcli.scan import STATE_KEY, scan
 from fzrcli.schedule import parse_schedule
-from fzrcli.store import GONE, INVALID, SEEN, UNMATCHED, Store
+from fzrcli.store import GONE, INVALID, PENDING, SEEN, UNMATCHED, Store
 from fzrcli.timeutil import now_ms, parse_since
 from fzrcli.transport import Budget, CallLog
 from fzrcli.xbb import Xbb
@@ -133,6 +133,7 @@ def _steps(work: Pass, since_ms: int | None) -> None:
         since_ms = parse_since("yesterday", work.settings.zone)
     result = scan(work.store, work.dingtalk, since_ms, catch_up=catch_up)
     work.store.delete_state(SKIPPED_KEY)
+    work.store.delete_state(QUOTA_KEY)  # DingTalk answered: any quota pause is over
     work.report.scan_kind, work.report.new_ids = result.kind, result.new_ids
     retry_unmatched(work)
     fetch_seen(work)
@@ -308,6 +309,10 @@ def act_on_items(work: Pass) -> None:
         )
     for item in work.store.items_of_ids([i.id for i in items]):
         work.report.items[item.status] += 1
+    if work.dry_run:  # outcomes a real pass would record; they are still pending
+        work.report.items[PENDING] -= sum(result.decided.values())
+        work.report.items.update(result.decided)
+        work.report.items = +work.report.items
     with work.store.transaction():
         done = work.store.complete_requests()
         for instance_id in done:

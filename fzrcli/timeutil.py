@@ -76,7 +76,10 @@ def parse_since(text: str, zone: ZoneInfo) -> int:
         if since < start_of_day_ms(EARLIEST, zone):
             raise ValueError(f"{text!r} reaches back before {EARLIEST.year}")
         return since
-    return start_of_day_ms(parse_day(value), zone)
+    since = start_of_day_ms(parse_day(value), zone)
+    if since > now_ms():
+        raise ValueError(f"{text!r} is in the future")
+    return since
 
 
 def parse_day(text: str) -> date:

@@ -142,3 +142,27 @@ def test_one_very_long_name_is_cut_and_nothing_is_claimed_left_out():
     assert len(text) <= LIMIT
     assert "另有 0 项" not in text
     assert text.splitlines()[1].endswith("…")
+
+
+def test_refused_comment_user_costs_one_call_a_pass(make_sandbox, make_fzr):
+    sandbox = make_sandbox(
+        scenario(
+            approved("i-1", "上海示例科技有限公司"),
+            approved("i-2", "北京示范贸易有限公司"),
+        )
+    )
+    fzr = make_fzr(sandbox)
+
+    first = fzr("sync", FZR_COMMENT_USER_ID="ghost-user")
+
+    assert first.code == 1 and "FZR_COMMENT_USER_ID" in first.stderr
+    assert sandbox.count(api="comments.add") == 1
+    sandbox.reset_calls()
+
+    again = fzr("sync", FZR_COMMENT_USER_ID="ghost-user")
+
+    assert again.code == 1
+    assert sandbox.count(api="comments.add") == 1
+    assert sandbox.count(api="instances.get") == 0
+    fzr("sync")
+    assert [len(sandbox.comments(i)) for i in ("i-1", "i-2")] == [1, 1]
