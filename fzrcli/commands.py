@@ -210,7 +210,7 @@ def status_counts(store: Store) -> Counter:
 def assign(customer: str | None, data_id: int | None, user: str, dry_run: bool) -> int:
     """Add one owner to one customer by hand, with the same post-write check as sync."""
     from fzrcli.forms import clean_name, name_key
-    from fzrcli.owners import OwnerWork
+    from fzrcli.owners import OwnerWork, ensure_writes_allowed
     from fzrcli.transport import Budget
     from fzrcli.xbb import Xbb
 
@@ -233,7 +233,9 @@ def assign(customer: str | None, data_id: int | None, user: str, dry_run: bool) 
             target = _resolve_one(xbb, customer, data_id)
             if dry_run:
                 output.say(_assign_plan(target, user))
+                _warn_if_halted(store)
                 return 0
+            ensure_writes_allowed(store)
             label = f"fzr assign {user} → {target.name} (dataId {target.data_id})"
             instance_id = store.create_manual_request(label)
             store.add_items(instance_id, [target.name], [user], manual=True)
@@ -243,7 +245,7 @@ def assign(customer: str | None, data_id: int | None, user: str, dry_run: bool) 
                 None,
                 resolved={name_key(clean_name(target.name)): [target]},
             )
-            item = store.items_of(instance_id)[0]
+            item = _settle_manual(store, xbb, store.items_of(instance_id)[0])
             outcome["exit"] = 0 if item.status in ("assigned", "already_owner") else 1
             outcome["message"] = f"{item.status}: {item.reason}"
             with store.transaction():
@@ -255,6 +257,40 @@ def assign(customer: str | None, data_id: int | None, user: str, dry_run: bool) 
             return outcome["exit"]
     finally:
         store.close()
+
+
+def _settle_manual(store: Store, xbb, item):
+    """A manual assignment is one-shot: nothing comes back for it later, so an item the
+    write left open is decided now (from the owners read back) and never left pending."""
+    from fzrcli.errors import ServiceError
+
+    if item.status not in ("pending", "writing"):
+        return item
+    reason = item.reason or "not written"
+    status = "failed"
+    if item.status == "writing":
+        try:
+            if item.new_owner_id in xbb.customer_detail(item.data_id).owners:
+                status, reason = "assigned", f"added {item.new_owner_id} (read back)"
+        except ServiceError as error:
+            reason = f"outcome unknown ({error.detail}); check the customer's owners"
+    with store.transaction():
+        store.finish_item(
+            item,
+            status,
+            f"{reason}; run fzr assign again" if status == "failed" else reason,
+        )
+    return store.items_of(item.instance_id)[0]
+
+
+def _warn_if_halted(store: Store) -> None:
+    from fzrcli.errors import WritesHalted
+    from fzrcli.owners import ensure_writes_allowed
+
+    try:
+        ensure_writes_allowed(store)
+    except WritesHalted as halted:
+        output.warn(f"{halted} (a real run would not write)")
 
 
 class Refused(FzrError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builders import ALICE, BOB, CAROL, scenario
+from builders import ALICE, BOB, CAROL, approved, scenario
 
 
 def test_assign_by_name_adds_owner_and_records_it_as_manual(make_sandbox, make_fzr):
@@ -105,3 +105,41 @@ def test_manual_items_are_not_checked_by_sync(make_sandbox, make_fzr):
     fzr("sync")
 
     assert fzr.query("SELECT status FROM items")[0]["status"] == "assigned"
+
+
+def test_assign_while_writes_are_halted_leaves_nothing_behind(make_sandbox, make_fzr):
+    sandbox = make_sandbox(
+        scenario(
+            approved("i-1", "上海示例科技有限公司"), xbb={"distribution": "replace"}
+        )
+    )
+    fzr = make_fzr(sandbox)
+    fzr("sync")
+    writes = sandbox.count(api="customer.distribution")
+
+    dry = fzr("assign", "--id", "103", "--user", ALICE, "--dry-run")
+    real = fzr("assign", "--id", "103", "--user", ALICE)
+
+    assert dry.code == 0 and "halted" in dry.stderr
+    assert real.code == 1 and "halted" in real.stderr
+    assert sandbox.count(api="customer.distribution") == writes
+    assert fzr.query("SELECT * FROM items WHERE manual = 1") == []
+
+
+def test_assign_whose_write_fails_is_closed_not_left_pending(make_sandbox, make_fzr):
+    sandbox = make_sandbox(scenario())
+    sandbox.add_fault(
+        {
+            "service": "xbb",
+            "api": "customer.distribution",
+            "kind": "server_error",
+            "times": None,
+        }
+    )
+    fzr = make_fzr(sandbox)
+
+    run = fzr("assign", "--id", "103", "--user", ALICE)
+
+    assert run.code == 1
+    item = fzr.query("SELECT status, reason FROM items")[0]
+    assert item["status"] == "failed" and "run fzr assign again" in item["reason"]
