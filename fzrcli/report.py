@@ -35,6 +35,7 @@ from fzrcli.store import (
     NOT_FOUND,
     AMBIGUOUS,
     PENDING,
+    UNMATCHED,
     WRITING,
     Store,
 )
@@ -282,6 +283,8 @@ def summarise(db: sqlite3.Connection, period: Period, quota: int) -> Summary:
         (PENDING, WRITING),
     )
     summary.open_now.update({row["status"]: row["n"] for row in rows})
+    waiting = db.execute("SELECT COUNT(*) FROM requests WHERE state = ?", (UNMATCHED,))
+    summary.open_now[UNMATCHED] = waiting.fetchone()[0]
 
     summary.usage = month_usage(db, period, quota)
     return summary
@@ -531,6 +534,14 @@ def _finished_rows(summary: Summary) -> list[list[str]]:
     )
     rows.append(["pending now", _n(summary.open_now[PENDING]), ""])
     rows.append(["being written now", _n(summary.open_now[WRITING]), ""])
+    if summary.open_now[UNMATCHED]:
+        rows.append(
+            [
+                "requests waiting for a field-settings fix",
+                _n(summary.open_now[UNMATCHED]),
+                "",
+            ]
+        )
     return rows
 
 
@@ -695,6 +706,7 @@ def json_head(summary: Summary) -> dict:
             "needs_human": summary.needs_human,
             "pending_now": summary.open_now[PENDING],
             "writing_now": summary.open_now[WRITING],
+            "unmatched_requests_now": summary.open_now[UNMATCHED],
         },
         "usage": {
             "month": usage.month,
@@ -889,7 +901,13 @@ def _markdown_head(summary: Summary) -> list[str]:
         f"- **Need a human:** {summary.needs_human:,} item(s), "
         f"{summary.invalid:,} invalid request(s)",
         f"- **Still open:** {summary.open_now[PENDING]:,} pending, "
-        f"{summary.open_now[WRITING]:,} being written",
+        f"{summary.open_now[WRITING]:,} being written"
+        + (
+            f"; {summary.open_now[UNMATCHED]:,} request(s) wait for a field-settings "
+            "fix (see fzr sync)"
+            if summary.open_now[UNMATCHED]
+            else ""
+        ),
         f"- **DingTalk quota {usage.month}:** {usage.metered:,} of {usage.quota:,} "
         "metered calls"
         + (f", projected {projected:,} by month end" if projected is not None else "")
