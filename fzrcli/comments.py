@@ -87,7 +87,7 @@ def compose_invalid(field: str | None, reason: str | None) -> str:
 
 def _item_line(item: Item, people: dict[str, str]) -> str:
     who = people.get(item.new_owner_id, item.new_owner_id)
-    customer = item.customer
+    customer = item.customer if len(item.customer) <= 60 else item.customer[:59] + "…"
     suggestion = _suggestion(item)
     if item.status == ASSIGNED:
         return f"· {customer}：已添加 {who} 为负责人"

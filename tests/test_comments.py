@@ -141,7 +141,7 @@ def test_one_very_long_name_is_cut_and_nothing_is_claimed_left_out():
 
     assert len(text) <= LIMIT
     assert "另有 0 项" not in text
-    assert text.splitlines()[1].endswith("…")
+    assert text.splitlines()[1] == "· " + "长" * 59 + "…：CRM 中未找到该客户"
 
 
 def test_refused_comment_user_costs_one_call_a_pass(make_sandbox, make_fzr):
