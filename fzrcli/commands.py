@@ -260,8 +260,8 @@ def assign(customer: str | None, data_id: int | None, user: str, dry_run: bool) 
 
 
 def _settle_manual(store: Store, xbb, item):
-    """A manual assignment is one-shot: nothing comes back for it later, so an item the
-    write left open is decided now (from the owners read back) and never left pending."""
+    """A manual assignment is one-shot: nothing comes back for it later, so an item
+    the write left open is decided now (from the owners read back), never left open."""
     from fzrcli.errors import ServiceError
 
     if item.status not in ("pending", "writing"):

@@ -107,7 +107,10 @@ class OwnerWork:
         for item in items:
             if item.instance_id in bad_requests and item.status == PENDING:
                 who = bad_requests[item.instance_id]
-                reason = f"new owner {who} is not an active CRM user (resigned or not set up)"
+                reason = (
+                    f"new owner {who} is not an active CRM user "
+                    "(resigned or not set up)"
+                )
                 self._finish(item, FAILED, reason)
         return [
             i for i in items if i.instance_id not in bad_requests or i.status == WRITING
