@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -200,11 +199,6 @@ def _print_pending_work(store: Store) -> None:
             for row in rows
         ],
     )
-
-
-def status_counts(store: Store) -> Counter:
-    rows = store.db.execute("SELECT status, COUNT(*) AS n FROM items GROUP BY status")
-    return Counter({row["status"]: row["n"] for row in rows})
 
 
 def assign(customer: str | None, data_id: int | None, user: str, dry_run: bool) -> int:

@@ -35,7 +35,6 @@ REFUSED, TERMINATED, CANCELED, INVALID, GONE = (
 UNMATCHED = "unmatched"  # approved, but the field settings match nothing on its form
 FINISHED = (ACTIVE, DONE, REFUSED, TERMINATED, CANCELED, INVALID, GONE)
 FETCHED = (*FINISHED, UNMATCHED)
-UNFETCHED = (SEEN, OPEN)
 
 # Item states; the first two are not final.
 PENDING, WRITING = "pending", "writing"
