@@ -184,6 +184,8 @@ def read_only(path: Path) -> Iterator[sqlite3.Connection]:
     """The state file opened for reading only: no pass lock, so it runs beside sync."""
     if not path.exists():
         raise FzrError(f"no state file at {path} yet; the first fzr sync creates it")
+    if not path.is_file():
+        raise FzrError(f"the state file {path} is not a file; point FZR_DB at fzr's")
     _ensure_schema(path)
     db = _connect_read_only(path)
     try:
