@@ -125,7 +125,8 @@ def _steps(work: Pass, since_ms: int | None) -> None:
     if since_ms is None and _outside_schedule(work):
         return
     if since_ms is None and _quota_paused(work):
-        act_on_items(work)  # the CRM is not metered: fetched work goes on
+        if not work.fetch_only:
+            act_on_items(work)  # the CRM is not metered: fetched work goes on
         return
     check_form_once(work.store, work.dingtalk, work.settings)
     catch_up = work.store.get_state(SKIPPED_KEY) is not None

@@ -477,6 +477,11 @@ def test_used_up_quota_pauses_dingtalk_calls_for_an_hour(make_sandbox, make_fzr)
     assert "tries again once an hour" in first.stderr
     sandbox.reset_calls()
 
+    fetched = fzr("fetch")
+
+    assert fetched.code == 0, fetched.stderr
+    assert sandbox.calls == []  # fetch never writes, paused or not
+
     paused = fzr("sync")
 
     assert paused.code == 0, paused.stderr
