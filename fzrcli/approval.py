@@ -85,7 +85,7 @@ def _approved(
             instance.get("formComponentValues"), fields, max_customers
         )
     except InvalidForm as exc:
-        if exc.unmatched and not fields_verified:
+        if exc.unmatched and (exc.ambiguous or not fields_verified):
             # The settings, not the requester, are wrong: wait for them to be fixed.
             present = f" (the form has {exc.present})" if exc.present else ""
             return Decision(

@@ -43,7 +43,7 @@ def settings_for(*needs: str) -> Settings:
 def recorded_run(store: Store, command: str, calls: CallLog) -> Iterator[dict]:
     """Record a run (start, end, calls per service, exit status) whatever happens."""
     run_id = store.start_run(command)
-    outcome = {"exit": 0, "message": ""}
+    outcome = {"exit": 0, "message": "", "run_id": run_id}
     try:
         yield outcome
     except FzrError as error:
@@ -93,6 +93,9 @@ def sync(
                     settings,
                     store,
                     calls,
+                    progress=lambda: store.record_run_calls(
+                        outcome["run_id"], call_totals(calls)
+                    ),
                     since_ms=since_ms,
                     dry_run=dry_run,
                     fetch_only=fetch_only,
@@ -124,6 +127,8 @@ def _since(text: str | None, settings: Settings) -> int | None:
 def _print_pass(report, calls: CallLog, command: str, store: Store) -> None:
     if report is None:
         return
+    if report.skipped and command != "sync":  # by hand: say why nothing happened
+        output.warn(f"nothing listed: {report.skipped} (--since tries DingTalk now)")
     for problem in report.problems:
         output.warn(problem)
     if report.planned:

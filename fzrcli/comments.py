@@ -163,7 +163,9 @@ def queue_comment(store: Store, instance_id: str, enabled: bool) -> None:
         store.set_comment(instance_id, COMMENT_DUE)
 
 
-def post_due_comments(store: Store, dingtalk: DingTalk, user_id: str) -> int:
+def post_due_comments(
+    store: Store, dingtalk: DingTalk, user_id: str, progress=lambda: None
+) -> int:
     """Post every comment that is due; returns how many were posted. Each is marked
     ``sending`` right before its call. The first goes alone: if DingTalk refuses it
     (a wrong comment user, a missing permission), the rest are not tried this pass,
@@ -192,6 +194,8 @@ def post_due_comments(store: Store, dingtalk: DingTalk, user_id: str) -> int:
                 for future in done:
                     sent, error = _record_post(store, *in_flight.pop(future), future)
                     posted, failure = posted + sent, failure or error
+                    if posted % 20 == 0:
+                        progress()
         for future in as_completed(list(in_flight)):
             sent, error = _record_post(store, *in_flight.pop(future), future)
             posted, failure = posted + sent, failure or error

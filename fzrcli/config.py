@@ -326,7 +326,7 @@ def load_settings(
         except ValueError as exc:
             problems.append(f"{setting.env} ({origin}) {exc}")
 
-    _check_robot_pair(values, needs, problems)
+    _check_robot_pair(env, file_values, needs, problems)
     if problems:
         raise ConfigError(problems)
     db_path = Path(values["db"]).expanduser() if values["db"] else default_db_path()
@@ -344,10 +344,19 @@ def _raw_value(setting: Setting, env, file_values: dict) -> tuple[Any, str]:
     return node, "config file"
 
 
-def _check_robot_pair(values: dict, needs: frozenset[str], problems: list[str]) -> None:
+def _check_robot_pair(
+    env, file_values: dict, needs: frozenset[str], problems: list[str]
+) -> None:
+    """Both or neither: judged on what was given, so a malformed URL is not also
+    reported as missing."""
     if ROBOT in needs:
         return
-    if bool(values.get("robot_webhook")) != bool(values.get("robot_secret")):
+    webhook, secret = (
+        _raw_value(s, env, file_values)[0] is not None
+        for s in SETTINGS
+        if s.name in ("robot_webhook", "robot_secret")
+    )
+    if webhook != secret:
         problems.append("FZR_ROBOT_WEBHOOK and FZR_ROBOT_SECRET must be set together")
 
 

@@ -92,13 +92,20 @@ class InvalidForm(Exception):
     """
 
     def __init__(
-        self, field: str, reason: str, unmatched: bool = False, present: str = ""
+        self,
+        field: str,
+        reason: str,
+        unmatched: bool = False,
+        present: str = "",
+        ambiguous: bool = False,
     ):
         super().__init__(field, reason)
         self.field = field
         self.reason = reason
         self.unmatched = unmatched
         self.present = present
+        # the setting fits several fields: the settings' fault, never the form's
+        self.ambiguous = ambiguous
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}"
@@ -249,7 +256,10 @@ def _find_field(entries: list[dict], spec: str, field: str) -> dict:
         return by_id[0]
     if by_id:
         raise InvalidForm(
-            field, f"{len(by_id)} fields have id or alias {spec}", unmatched=True
+            field,
+            f"{len(by_id)} fields have id or alias {spec}",
+            unmatched=True,
+            ambiguous=True,
         )
 
     label = clean_name(spec)
@@ -262,6 +272,7 @@ def _find_field(entries: list[dict], spec: str, field: str) -> dict:
             f"label {spec} is ambiguous: {len(by_label)} fields carry it; "
             "configure the component id instead",
             unmatched=True,
+            ambiguous=True,
         )
     present = ", ".join(_describe(e) for e in entries[:12]) or "no fields"
     raise InvalidForm(

@@ -130,7 +130,10 @@ def resolve_period(
     start = _since_ms(since, zone)
     end = _until_ms(until, zone) if until is not None else now_ms()
     if start >= end:
-        raise UsageError("--since must be before --until (the end of the period)")
+        raise UsageError(
+            "--since must be before the end of the period (--until, "
+            "or now when it is not given)"
+        )
     label = f"since {since.strip()}" + (f" until {until.strip()}" if until else "")
     return Period(start, end, label, zone)
 

@@ -370,7 +370,7 @@ class Store:
         self.db.execute(
             "UPDATE requests SET state = ?, business_id = ?, title = ?, "
             "originator_id = ?, status = ?, result = ?, created_ms = ?, "
-            "finished_ms = ?, raw = ?, parsed = ?, fetched_at = ?, "
+            "finished_ms = ?, raw = ?, parsed = ?, fetched_at = ?, reason = NULL, "
             "decided_at = COALESCE(decided_at, ?), updated_at = ? "
             "WHERE instance_id = ?",
             (
@@ -580,13 +580,22 @@ class Store:
         )
         return int(cursor.lastrowid)
 
+    def record_run_calls(self, run_id: int, calls: dict) -> None:
+        """The calls so far, written as the run goes: a killed run still counts
+        against the month's quota in ``fzr report``."""
+        with self.lock:
+            self._write_run(run_id, None, None, calls, None)
+
     def finish_run(self, run_id: int, exit_status: int, calls: dict, message: str):
+        self._write_run(run_id, utc_iso(), exit_status, calls, message)
+
+    def _write_run(self, run_id, ended_at, exit_status, calls: dict, message) -> None:
         self.db.execute(
             "UPDATE runs SET ended_at = ?, exit_status = ?, dingtalk_calls = ?, "
             "dingtalk_metered = ?, xbb_calls = ?, xbb_writes = ?, counts = ?, "
             "message = ? WHERE id = ?",
             (
-                utc_iso(),
+                ended_at,
                 exit_status,
                 calls.get("dingtalk_calls", 0),
                 calls.get("dingtalk_metered", 0),

@@ -13,6 +13,7 @@ import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import Callable
 from datetime import datetime
 
 from fzrcli import comments
@@ -32,6 +33,7 @@ from fzrcli.xbb import Xbb
 log = logging.getLogger(__name__)
 
 FETCH_WORKERS = 8
+PROGRESS_EVERY = 20  # instances fetched between two saves of the run's calls
 FIELD_SETTINGS = {
     "customers": "FZR_FIELD_CUSTOMERS",
     "new_owner": "FZR_FIELD_NEW_OWNER",
@@ -79,6 +81,7 @@ class Pass:
     report: PassReport
     dry_run: bool = False
     fetch_only: bool = False
+    progress: Callable[[], None] = lambda: None
 
     def __post_init__(self):
         self.dingtalk = DingTalk(self.settings, self.store, self.calls, self.budget)
@@ -94,8 +97,10 @@ def run_pass(
     dry_run: bool = False,
     fetch_only: bool = False,
     resume: bool = False,
+    progress: Callable[[], None] = lambda: None,
 ) -> PassReport:
-    """One synchronous pass; the caller holds the pass lock and records the run."""
+    """One synchronous pass; the caller holds the pass lock and records the run.
+    ``progress`` is called after each stage (the caller saves the calls so far)."""
     report = PassReport()
     work = Pass(
         settings,
@@ -105,6 +110,7 @@ def run_pass(
         report,
         dry_run=dry_run,
         fetch_only=fetch_only,
+        progress=progress,
     )
     if resume and resume_writes(store):
         log.warning("CRM writes resumed by the operator")
@@ -136,15 +142,18 @@ def _steps(work: Pass, since_ms: int | None) -> None:
     work.store.delete_state(SKIPPED_KEY)
     work.store.delete_state(QUOTA_KEY)  # DingTalk answered: any quota pause is over
     work.report.scan_kind, work.report.new_ids = result.kind, result.new_ids
+    work.progress()
     retry_unmatched(work)
     fetch_seen(work)
+    work.progress()
     report_unmatched(work)
     if work.fetch_only:
         return
     act_on_items(work)
+    work.progress()
     if not work.dry_run and work.settings.comment_user_id:
         work.report.comments = comments.post_due_comments(
-            work.store, work.dingtalk, work.settings.comment_user_id
+            work.store, work.dingtalk, work.settings.comment_user_id, work.progress
         )
 
 
@@ -186,8 +195,10 @@ def fetch_seen(work: Pass) -> None:
     with ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, len(ids))) as pool:
         futures = {pool.submit(work.dingtalk.get_instance, i): i for i in ids}
         try:
-            for future in as_completed(futures):
+            for done, future in enumerate(as_completed(futures), start=1):
                 _record_fetch(work, futures[future], future)
+                if done % PROGRESS_EVERY == 0:
+                    work.progress()
         except BaseException:
             for pending in futures:
                 pending.cancel()

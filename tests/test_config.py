@@ -216,3 +216,14 @@ def test_damaged_state_file_is_reported_without_a_traceback(make_sandbox, make_f
     assert run.code == 1
     assert "Traceback" not in run.stderr
     assert "state file" in run.stderr
+
+
+def test_malformed_robot_webhook_is_reported_once(make_sandbox, make_fzr):
+    sandbox = make_sandbox(scenario())
+    fzr = make_fzr(sandbox)
+
+    run = fzr("sync", FZR_ROBOT_WEBHOOK="ftp://127.0.0.1/x", FZR_ROBOT_SECRET="SECx")
+
+    assert run.code == 2
+    assert "FZR_ROBOT_WEBHOOK (environment) must be an http(s) URL" in run.stderr
+    assert "must be set together" not in run.stderr

@@ -409,3 +409,20 @@ def test_two_overlapping_passes_never_write_the_same_item(
     assert all(
         n == 1 for n in comment_counts(sandbox, ["i-1", "i-2", "i-3", "i-5"]).values()
     )
+
+
+def test_calls_of_a_killed_pass_still_count_in_the_month(make_sandbox, make_fzr):
+    instances = [approved(f"i-{n}", "上海示例科技有限公司") for n in range(40)]
+    data = scenario(*instances, limits={"latency_ms": 40})
+    sandbox = make_sandbox(data)
+    fzr = make_fzr(sandbox)
+    process = fzr.process("sync")
+    deadline = time.monotonic() + 30
+    while sandbox.count(api="comments.add") < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    recorded = fzr.query("SELECT SUM(dingtalk_metered) AS n FROM runs")[0]["n"]
+
+    assert recorded >= sandbox.count(api="instances.get") > 0

@@ -440,6 +440,47 @@ def test_unreadable_fields_wait_for_the_settings_fix_without_schema_access(
     assert fzr.items() == {("i-1", "上海示例科技有限公司"): "assigned"}
     assert sandbox.count(api="instances.get") == 0  # read from the stored copy
     assert len(sandbox.comments("i-1")) == 1
+    request = fzr.query("SELECT state, reason FROM requests")[0]
+    assert (request["state"], request["reason"]) == ("done", None)
+
+
+def test_label_on_two_fields_waits_for_a_settings_fix_not_the_requester(
+    make_sandbox, make_fzr
+):
+    customers = {
+        "id": "TextareaField_A",
+        "name": "客户名称",
+        "value": "上海示例科技有限公司",
+        "componentType": "TextareaField",
+    }
+    person = '[{"emplId": "%s", "name": "x"}]'
+    form = [
+        customers,
+        {**customers, "id": "TextareaField_B"},
+        {
+            "id": "InnerContactField_1R9B45BYVYE80",
+            "name": "需添加的负责人",
+            "componentType": "InnerContactField",
+            "value": "王小明",
+            "extValue": person % ALICE,
+        },
+        {
+            "id": "InnerContactField_0QW7Z1C3XYZ40",
+            "name": "选择任意当前客户负责人",
+            "componentType": "InnerContactField",
+            "value": "李四",
+            "extValue": person % BOB,
+        },
+    ]
+    sandbox = make_sandbox(scenario(approved("i-1", None, form=form)))
+    fzr = make_fzr(sandbox)
+
+    run = fzr("sync")
+
+    assert run.code == 1
+    assert "label 客户名称 is ambiguous" in run.stderr
+    assert fzr.query("SELECT state FROM requests")[0]["state"] == "unmatched"
+    assert sandbox.comments("i-1") == []
 
 
 def test_name_typed_with_half_width_brackets_finds_the_crm_spelling(
@@ -479,7 +520,8 @@ def test_used_up_quota_pauses_dingtalk_calls_for_an_hour(make_sandbox, make_fzr)
 
     fetched = fzr("fetch")
 
-    assert fetched.code == 0, fetched.stderr
+    assert fetched.code == 0
+    assert "DingTalk quota used up; paused" in fetched.stderr
     assert sandbox.calls == []  # fetch never writes, paused or not
 
     paused = fzr("sync")
