@@ -82,9 +82,8 @@ def sync(
         raise UsageError("--resume-writes lifts a safety halt: not in a --dry-run")
     settings = settings_for(DINGTALK) if fetch_only else settings_for(DINGTALK, XBB)
     since_ms = _since(since, settings)
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, exclusive=True)
     try:
-        store.acquire_pass_lock()
         calls = CallLog()
         command = "fetch" if fetch_only else ("sync --dry-run" if dry_run else "sync")
         with recorded_run(store, command, calls) as outcome:
@@ -219,10 +218,9 @@ def assign(customer: str | None, data_id: int | None, user: str, dry_run: bool) 
     if not user:
         raise UsageError("--user must be a CRM user id")
     settings = settings_for(XBB)
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, exclusive=True)
     calls = CallLog()
     try:
-        store.acquire_pass_lock()
         with recorded_run(store, "assign", calls) as outcome:
             xbb = Xbb(settings, calls, Budget(settings.pass_timeout))
             if user not in xbb.active_users([user]):

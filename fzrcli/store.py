@@ -154,14 +154,20 @@ class Item:
 
 
 class Store:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, exclusive: bool = False):
+        """Open (creating and migrating) the state file. ``exclusive`` takes the
+        single-pass lock first, before the file is touched, so two passes starting
+        at once never race on it: the second stops with BusyError."""
         self.path = Path(path)
         self.lock = threading.RLock()
+        self.lock_file = None
+        self._make_folder()
+        if exclusive:
+            self.acquire_pass_lock()
         self.db = self._connect()
         self._migrate()
-        self.lock_file = None
 
-    def _connect(self) -> sqlite3.Connection:
+    def _make_folder(self) -> None:
         if self.path.is_dir():
             raise FzrError(
                 f"the state file {self.path} is a folder; point FZR_DB at a "
@@ -174,6 +180,8 @@ class Store:
                 f"cannot create the folder for the state file {self.path}: "
                 f"{exc.strerror}"
             ) from None
+
+    def _connect(self) -> sqlite3.Connection:
         old_umask = os.umask(0o077)
         try:
             db = sqlite3.connect(
