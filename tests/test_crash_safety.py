@@ -403,7 +403,7 @@ def test_two_overlapping_passes_never_write_the_same_item(
     assert "another fzr pass is running" in outputs[loser][1]
     assert "Traceback" not in outputs[loser][1] + outputs[1 - loser][1]
     assert outputs[loser][0] == ""
-    assert took[loser] < 1.5 < took[1 - loser]
+    assert took[loser] < min(5.0, took[1 - loser])  # promptly, before the work ends
     assert len(fzr.query("SELECT * FROM runs")) == 1 + earlier_pass
     assert sorted(applied(sandbox).values()) == [1, 1]
     assert all(

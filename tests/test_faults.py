@@ -361,7 +361,7 @@ def test_pass_ends_near_its_time_budget_with_work_left_pending(make_sandbox, mak
     took = time.monotonic() - began
 
     assert_failed_cleanly(run, "CRM work left pending")
-    assert 1.5 < took < 3.5
+    assert 1.5 < took < 5  # the budget (2 s) plus one slow answer at most
     assert fzr.items() == PENDING
     assert sandbox.distributions == []
     next_pass_completes(sandbox, fzr)
