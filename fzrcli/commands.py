@@ -13,22 +13,12 @@ from typing import Iterator
 from fzrcli import output
 from fzrcli.config import DINGTALK, XBB, Settings, load_settings
 from fzrcli.errors import FzrError, PassAborted, UsageError
-from fzrcli.store import NEEDS_HUMAN, Store
+from fzrcli.store import NEEDS_HUMAN, STATUS_WORDS, Store
 from fzrcli.timeutil import parse_since
 from fzrcli.transport import CallLog
 
 log = logging.getLogger(__name__)
 
-STATUS_WORDS = {
-    "assigned": "assigned",
-    "already_owner": "already owner",
-    "not_found": "not found",
-    "ambiguous": "ambiguous",
-    "unverified": "unverified",
-    "failed": "failed",
-    "pending": "pending",
-    "writing": "being written",
-}
 
 STATE_WORDS = {"active": "approved", "gone": "not found in DingTalk"}
 

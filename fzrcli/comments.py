@@ -29,6 +29,7 @@ from fzrcli.store import (
     UNVERIFIED,
     Item,
     Store,
+    json_list,
 )
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def compose_invalid(field: str | None, reason: str | None) -> str:
 def _item_line(item: Item, people: dict[str, str]) -> str:
     who = people.get(item.new_owner_id, item.new_owner_id)
     customer = item.customer if len(item.customer) <= 60 else item.customer[:59] + "…"
-    suggestion = _suggestion(item)
+    suggestion = json_list(item.suggestion) or []
     if item.status == ASSIGNED:
         return f"· {customer}：已添加 {who} 为负责人"
     if item.status == ALREADY_OWNER:
@@ -106,14 +107,6 @@ def _item_line(item: Item, people: dict[str, str]) -> str:
     if item.status == UNVERIFIED:
         return f"· {customer}：所选现负责人并非该客户负责人，未处理"
     return f"· {customer}：处理失败（{item.reason or '原因不明'}）"
-
-
-def _suggestion(item: Item) -> list:
-    try:
-        value = json.loads(item.suggestion) if item.suggestion else []
-    except ValueError:
-        return []
-    return value if isinstance(value, list) else []
 
 
 def _fit(headline: str, lines: list[str]) -> str:

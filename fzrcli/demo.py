@@ -11,10 +11,10 @@ import tempfile
 from pathlib import Path
 
 from fzrcli import output
-from fzrcli.commands import STATUS_WORDS, call_totals, summary_line
+from fzrcli.commands import call_totals, summary_line
 from fzrcli.config import DINGTALK, XBB, load_settings
 from fzrcli.sandbox import Sandbox, load_scenario
-from fzrcli.store import Store
+from fzrcli.store import STATUS_WORDS, Store
 from fzrcli.sync import run_pass
 from fzrcli.timeutil import DAY_MS, now_ms
 from fzrcli.transport import CallLog

@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 from fzrcli import output
 from fzrcli.errors import FzrError, UsageError
-from fzrcli.report import STATUS_WORDS, parsed_suggestion, read_only, suggestion_text
+from fzrcli.report import read_only, suggestion_text
+from fzrcli.store import STATUS_WORDS, json_list
 from fzrcli.timeutil import iso_to_ms, local_text, utc_iso
 
 FORMATS = ("text", "json")
@@ -162,7 +163,7 @@ def _outcome_row(item: sqlite3.Row) -> list[str]:
 
 
 def _owners(raw: str | None) -> str:
-    owners = _json_list(raw)
+    owners = json_list(raw)
     if owners is None:
         return "-"
     return ", ".join(str(owner) for owner in owners) or "none (public pool)"
@@ -177,14 +178,6 @@ def _short(text: str | None, zone: ZoneInfo) -> str:
     if not text:
         return "-"
     return f"{datetime.fromtimestamp(iso_to_ms(text) / 1000, zone):%Y-%m-%d %H:%M:%S}"
-
-
-def _json_list(raw: str | None) -> list | None:
-    try:
-        value = json.loads(raw) if raw else None
-    except ValueError:
-        return None
-    return value if isinstance(value, list) else None
 
 
 # -- json ------------------------------------------------------------------------------
@@ -244,10 +237,10 @@ def _item_json(item: sqlite3.Row) -> dict:
         "new_owner": item["new_owner_id"],
         "status": item["status"],
         "reason": item["reason"],
-        "suggestion": parsed_suggestion(item["suggestion"]),
+        "suggestion": json_list(item["suggestion"]),
         "data_id": item["data_id"],
-        "owners_before": _json_list(item["owners_before"]),
-        "owners_after": _json_list(item["owners_after"]),
+        "owners_before": json_list(item["owners_before"]),
+        "owners_after": json_list(item["owners_after"]),
         "attempts": item["attempts"],
         "manual": bool(item["manual"]),
         "created_at": item["created_at"],

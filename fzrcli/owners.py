@@ -48,7 +48,6 @@ class PlannedWrite:
 class OwnerResult:
     planned: list[PlannedWrite] = field(default_factory=list)
     decided: Counter = field(default_factory=Counter)  # dry run: outcomes not recorded
-    left_pending: int = 0
     error: ServiceError | None = None
 
 
@@ -85,14 +84,7 @@ class OwnerWork:
                 raise
             log.warning("CRM work stopped for this pass: %s", error)
             self.result.error = error
-        self.result.left_pending = sum(
-            1 for i in items if self._status(i) in (PENDING, WRITING)
-        )
         return self.result
-
-    def _status(self, item: Item) -> str:
-        row = self.store.db.execute("SELECT status FROM items WHERE id = ?", (item.id,))
-        return row.fetchone()["status"]
 
     # -- checks before writing ------------------------------------------------------
 

@@ -37,7 +37,9 @@ from fzrcli.store import (
     PENDING,
     UNMATCHED,
     WRITING,
+    STATUS_WORDS,
     Store,
+    json_list,
 )
 from fzrcli.timeutil import (
     DAY_MS,
@@ -64,16 +66,6 @@ STATE_WORDS = {
     "canceled": "canceled",
     "invalid": "invalid",
     "gone": "deleted",
-}
-STATUS_WORDS = {
-    ASSIGNED: "assigned",
-    ALREADY_OWNER: "already owner",
-    NOT_FOUND: "not found",
-    AMBIGUOUS: "ambiguous",
-    "unverified": "unverified",
-    "failed": "failed",
-    PENDING: "pending",
-    WRITING: "being written",
 }
 CSV_COLUMNS = [
     "business_id",
@@ -388,17 +380,9 @@ def invalid_requests(db: sqlite3.Connection, period: Period) -> Iterator[sqlite3
     )
 
 
-def parsed_suggestion(raw: str | None) -> list | None:
-    try:
-        value = json.loads(raw) if raw else None
-    except ValueError:
-        return None
-    return value if isinstance(value, list) else None
-
-
 def suggestion_text(status: str, raw: str | None) -> str:
     """``items.suggestion`` as a person reads it: close names or the candidates."""
-    value = parsed_suggestion(raw) or []
+    value = json_list(raw) or []
     if status == NOT_FOUND:
         names = [str(name) for name in value]
         return f"closest: {', '.join(names)}" if names else "no similar name"
@@ -768,7 +752,7 @@ def _human_json(row: sqlite3.Row) -> dict:
         "new_owner": row["new_owner_id"],
         "status": row["status"],
         "reason": row["reason"],
-        "suggestion": parsed_suggestion(row["suggestion"]),
+        "suggestion": json_list(row["suggestion"]),
         "finished_at": row["finished_at"],
         "manual": bool(row["manual"]),
     }

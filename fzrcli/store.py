@@ -47,6 +47,16 @@ NOT_FOUND, AMBIGUOUS, UNVERIFIED, FAILED = (
 )
 FINAL_ITEM = (ASSIGNED, ALREADY_OWNER, NOT_FOUND, AMBIGUOUS, UNVERIFIED, FAILED)
 NEEDS_HUMAN = (NOT_FOUND, AMBIGUOUS, UNVERIFIED, FAILED)
+STATUS_WORDS = {  # item states as people read them
+    ASSIGNED: "assigned",
+    ALREADY_OWNER: "already owner",
+    NOT_FOUND: "not found",
+    AMBIGUOUS: "ambiguous",
+    UNVERIFIED: "unverified",
+    FAILED: "failed",
+    PENDING: "pending",
+    WRITING: "being written",
+}
 
 # Comment states.
 COMMENT_DUE, COMMENT_SENDING, COMMENT_SENT, COMMENT_FAILED = (
@@ -614,6 +624,15 @@ class Store:
                 run_id,
             ),
         )
+
+
+def json_list(raw: str | None) -> list | None:
+    """A JSON-list column (suggestions, owners before/after) read back, or None."""
+    try:
+        value = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return value if isinstance(value, list) else None
 
 
 def _refuse_foreign(db: sqlite3.Connection, path: Path) -> None:

@@ -25,7 +25,7 @@ from fzrcli.errors import Failure, PassAborted, ServiceError, WritesHalted
 from fzrcli.owners import OwnerWork, PlannedWrite, ensure_writes_allowed, resume_writes
 from fzrcli.scan import STATE_KEY, scan
 from fzrcli.schedule import parse_schedule
-from fzrcli.store import GONE, INVALID, PENDING, SEEN, UNMATCHED, Store
+from fzrcli.store import GONE, INVALID, PENDING, SEEN, UNMATCHED, WRITING, Store
 from fzrcli.timeutil import now_ms, parse_since
 from fzrcli.transport import Budget, CallLog
 from fzrcli.xbb import Xbb
@@ -55,7 +55,6 @@ class PassReport:
     decided: Counter = field(default_factory=Counter)
     items: Counter = field(default_factory=Counter)
     planned: list[PlannedWrite] = field(default_factory=list)
-    pending: int = 0
     comments: int = 0
     problems: list[str] = field(default_factory=list)
     skipped: str = ""
@@ -300,7 +299,6 @@ def act_on_items(work: Pass) -> None:
             work.report.problems.append(str(halted))
             work.report.exit_code = 1
             if not work.dry_run:
-                work.report.pending = len(items)
                 return
     claims = _claims(work.store, {i.instance_id for i in items})
     owner_work = OwnerWork(work.store, work.xbb, dry_run=work.dry_run)
@@ -311,16 +309,15 @@ def act_on_items(work: Pass) -> None:
         work.report.exit_code = 1
         result = owner_work.result
     work.report.planned = result.planned
-    work.report.pending = result.left_pending
-    if result.error:
-        work.report.problems.append(f"CRM work left pending: {result.error}")
-    elif result.left_pending and not work.dry_run:
-        work.report.problems.append(
-            f"CRM work left pending: {result.left_pending} "
-            "item(s) wait for the next pass"
-        )
     for item in work.store.items_of_ids([i.id for i in items]):
         work.report.items[item.status] += 1
+    left_pending = work.report.items[PENDING] + work.report.items[WRITING]
+    if result.error:
+        work.report.problems.append(f"CRM work left pending: {result.error}")
+    elif left_pending and not work.dry_run:
+        work.report.problems.append(
+            f"CRM work left pending: {left_pending} item(s) wait for the next pass"
+        )
     if work.dry_run:  # outcomes a real pass would record; they are still pending
         work.report.items[PENDING] -= sum(result.decided.values())
         work.report.items.update(result.decided)
