@@ -207,7 +207,14 @@ class DingTalk:
         reply = self.transport.send(
             method, path, api=api, params=params, body=raw, headers=headers
         )
-        answer = decode_v1(reply, api)
+        try:
+            answer = decode_v1(reply, api)
+        except ServiceError as error:
+            # Refused calls count against the quota too, except throttled ones and
+            # block pages (no DingTalk answer at all), as the platform bills them.
+            billed = error.retry_after is None and bool(error.code)
+            self.calls.record(SERVICE, api, metered=token is not None and billed)
+            raise
         self.calls.record(SERVICE, api, metered=token is not None)
         return answer
 

@@ -534,3 +534,19 @@ def test_used_up_quota_pauses_dingtalk_calls_for_an_hour(make_sandbox, make_fzr)
 
     assert (quiet.code, quiet.stdout, quiet.stderr) == (0, "", "")
     assert sandbox.count(service="dingtalk") == 0
+
+
+def test_refused_calls_count_against_the_quota_like_the_platform_bills_them(
+    make_sandbox, make_fzr
+):
+    sandbox = make_sandbox(scenario(approved("i-1", "上海示例科技有限公司")))
+    sandbox.add_fault(
+        {"service": "dingtalk", "api": "instances.get", "kind": "throttle"}
+    )
+    fzr = make_fzr(sandbox)
+
+    run = fzr("sync", FZR_COMMENT_USER_ID="ghost-user")  # the comment is refused
+
+    assert run.code == 1
+    recorded = fzr.query("SELECT dingtalk_metered FROM runs")[0]["dingtalk_metered"]
+    assert recorded == metered(sandbox) == sandbox.quota_used
